@@ -1,0 +1,1 @@
+"""Process-wide settings (environment variables ``SQUADS_*``)."""

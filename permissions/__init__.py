@@ -1,0 +1,1 @@
+"""The policy engine: decides allow / deny / needs_approval for every argv."""

@@ -1,0 +1,115 @@
+"""Schemas of the policy layer: decisions, grants and their database table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.db import Base
+
+
+class Verdict(StrEnum):
+    """The three outcomes of a policy check."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+    NEEDS_APPROVAL = "needs_approval"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the engine decided for one argv, and why, in words a person reads."""
+
+    verdict: Verdict
+    reason: str
+    rule: str | None = None  # the rule, flag or check that decided it
+    grant: str | None = None
+    agent: str | None = None
+    node: str | None = None
+    program_path: str | None = None  # absolute path the program resolves to
+    argv: tuple[str, ...] = field(default=())
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict is Verdict.ALLOW
+
+    def exec_argv(self) -> list[str]:
+        """The argv to execute: the program replaced by its resolved absolute path."""
+        if not self.program_path:
+            raise ValueError("only an allowed or approvable decision has an executable argv")
+        return [self.program_path, *self.argv[1:]]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "decision": self.verdict.value,
+            "reason": self.reason,
+            "rule": self.rule,
+            "grant": self.grant,
+            "agent": self.agent,
+            "node": self.node,
+            "program_path": self.program_path,
+            "argv": list(self.argv),
+        }
+
+
+class NodeSelector(BaseModel):
+    """Which nodes a grant covers: names (globs) and/or labels (all must match).
+
+    An empty selector covers every node.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    names: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Constraints(BaseModel):
+    """Scope limits that apply to every rule of the grant they sit in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespaces: list[str] | None = Field(
+        default=None,
+        description="kubectl must name one of these with -n; -A is refused.",
+    )
+    path_prefixes: list[str] | None = Field(
+        default=None,
+        description="Every path argument must resolve under one of these folders.",
+    )
+
+
+class GrantSpec(BaseModel):
+    """Which agents may run which command rules on which nodes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    agents: list[str] = Field(min_length=1, description="'squad/agent' names; globs allowed ('k8s/*').")
+    nodes: NodeSelector = Field(default_factory=NodeSelector)
+    allow: list[str] = Field(default_factory=list)
+    approve: list[str] = Field(default_factory=list, description="Rules that run only after approval.")
+    deny: list[str] = Field(default_factory=list, description="Rules that always win over allow.")
+    constraints: Constraints = Field(default_factory=Constraints)
+    replace_defaults: bool = Field(
+        default=False,
+        description="On the nodes it covers, the squads' shipped defaults no longer apply to these agents.",
+    )
+
+
+class GrantRecord(Base):
+    """A grant stored in the database (per-node overrides made by admins)."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    body: Mapped[str] = mapped_column(Text)  # GrantSpec as JSON
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str | None] = mapped_column(String(200))

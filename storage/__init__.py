@@ -1,0 +1,1 @@
+"""Database engine, sessions and Alembic migrations shared by every domain."""

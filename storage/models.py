@@ -1,0 +1,4 @@
+"""Imports every domain's tables so that ``Base.metadata`` is complete."""
+
+from audit.models import AuditRecord  # noqa: F401
+from permissions.models import GrantRecord  # noqa: F401
