@@ -113,3 +113,21 @@ class GrantRecord(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[str] = mapped_column(String(40))
     created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeContext:
+    """What the policy needs to know about the node a command is for."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    programs: tuple[tuple[str, str], ...] = ()  # program -> absolute path overrides
+
+    @classmethod
+    def of(cls, name: str, labels: dict[str, str] | None = None, programs: dict[str, str] | None = None) -> NodeContext:
+        """Build from plain dicts (sorted, so equal nodes share a cache entry)."""
+        return cls(name=name, labels=tuple(sorted((labels or {}).items())), programs=tuple(sorted((programs or {}).items())))
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)

@@ -1,0 +1,182 @@
+"""Per-program flag policy: which options and subcommands each program has.
+
+The data lives in ``programs.yaml``; this module validates it into frozen
+specs the argv parser walks. A spec lists every option the policy knows,
+allowed or denied, because GNU long-option abbreviations are resolved against
+that list: ``--vacuum-t`` must be recognised as ``--vacuum-time`` to be denied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from permissions.validators import Validator, from_spec
+
+
+class Style(StrEnum):
+    """How a program parses its command line."""
+
+    GNU = "gnu"  # getopt_long: bundling, '--opt=v', unique-prefix abbreviations
+    PFLAG = "pflag"  # Go pflag (kubectl): bundling, '-n=v', no abbreviations
+    SINGLE_DASH = "single_dash"  # find, openssl: '-name' words, no bundling
+
+
+class ValueKind(StrEnum):
+    NONE = "none"
+    REQUIRED = "required"
+    OPTIONAL = "optional"  # only attached: '--opt=v' or '-ov'
+    PEEK = "peek"  # optional, but the next token is taken when it fits (journalctl -n 50)
+
+
+class OptionModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: ValueKind = ValueKind.NONE
+    values: str | None = None  # validator spec for the value
+    deny: str | None = None
+    path: bool = False
+    repeatable: bool = False
+    sql: bool = False
+
+
+class CommandModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    options: dict[str, OptionModel] = Field(default_factory=dict)
+    subcommands: dict[str, CommandModel] = Field(default_factory=dict)
+    subcommand_required: bool = True
+    unknown_subcommand: str | None = None
+    deny: str | None = None
+    positionals: Literal["any", "none", "paths"] = "any"
+    positional_values: str | None = None
+    require: list[str] = Field(default_factory=list)
+
+
+class ProgramModel(CommandModel):
+    path: str
+    style: Style = Style.GNU
+    equals_values: bool = False  # single-dash programs that accept '-opt=value'
+
+    @model_validator(mode="after")
+    def _absolute(self) -> ProgramModel:
+        if not self.path.startswith("/"):
+            raise ValueError(f"program path must be absolute, got {self.path!r}")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One option as the parser sees it."""
+
+    canonical: str
+    names: tuple[str, ...]
+    value: ValueKind
+    validator: Validator | None
+    deny: str | None
+    path: bool
+    repeatable: bool
+    sql: bool
+
+
+@dataclass(slots=True)
+class CommandSpec:
+    """A program or one of its subcommands."""
+
+    name: str
+    options: dict[str, OptionSpec]  # every spelling -> spec
+    subcommands: dict[str, CommandSpec]  # every alias -> spec
+    subcommand_required: bool
+    unknown_subcommand: str | None
+    deny: str | None
+    positionals: str
+    positional_validator: Validator | None
+    require: tuple[str, ...]
+    long_names: tuple[str, ...] = field(default=())
+
+
+@dataclass(slots=True)
+class ProgramSpec:
+    """A program's root command plus how it parses."""
+
+    name: str
+    path: str
+    style: Style
+    equals_values: bool
+    root: CommandSpec
+
+
+def _split_names(key: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in key.split(",") if n.strip())
+    if not names:
+        raise ValueError(f"empty option name in {key!r}")
+    return names
+
+
+def _canonical(names: tuple[str, ...]) -> str:
+    longs = [n for n in names if n.startswith("--")]
+    return longs[0] if longs else names[0]
+
+
+def _build_command(name: str, model: CommandModel) -> CommandSpec:
+    options: dict[str, OptionSpec] = {}
+    for key, opt in model.options.items():
+        names = _split_names(key)
+        spec = OptionSpec(
+            canonical=_canonical(names),
+            names=names,
+            value=opt.value,
+            validator=from_spec(opt.values) if opt.values else None,
+            deny=opt.deny,
+            path=opt.path,
+            repeatable=opt.repeatable,
+            sql=opt.sql,
+        )
+        for n in names:
+            if n in options:
+                raise ValueError(f"{name}: option {n} is listed twice")
+            options[n] = spec
+    subcommands: dict[str, CommandSpec] = {}
+    for key, sub in model.subcommands.items():
+        aliases = _split_names(key)
+        built = _build_command(f"{name} {aliases[0]}", sub)
+        for alias in aliases:
+            subcommands[alias] = built
+    return CommandSpec(
+        name=name,
+        options=options,
+        subcommands=subcommands,
+        subcommand_required=model.subcommand_required,
+        unknown_subcommand=model.unknown_subcommand,
+        deny=model.deny,
+        positionals=model.positionals,
+        positional_validator=from_spec(model.positional_values) if model.positional_values else None,
+        require=tuple(model.require),
+        long_names=tuple(sorted(n for n in options if n.startswith("--"))),
+    )
+
+
+def build_program(name: str, raw: dict[str, Any]) -> ProgramSpec:
+    """Validate one program's YAML mapping into a spec."""
+    model = ProgramModel.model_validate(raw)
+    return ProgramSpec(
+        name=name,
+        path=model.path,
+        style=model.style,
+        equals_values=model.equals_values,
+        root=_build_command(name, model),
+    )
+
+
+@lru_cache(maxsize=4)
+def load_programs(path: Path | None = None) -> dict[str, ProgramSpec]:
+    """The flag policy of every known program (``programs.yaml`` by default)."""
+    source = path or Path(__file__).with_name("programs.yaml")
+    data = yaml.safe_load(source.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping of program name to spec")
+    return {name: build_program(name, raw) for name, raw in data.items()}

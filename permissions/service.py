@@ -1,0 +1,82 @@
+"""Where grants come from: squads' shipped defaults, site YAML, the database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from permissions.engine import PolicyEngine, compile_grant
+from permissions.models import GrantRecord, GrantSpec
+from permissions.programs import load_programs
+from permissions.rules import RuleError
+
+
+class GrantError(ValueError):
+    """A grant is invalid; the message names the grant and the problem."""
+
+
+def parse_grants(data: object, *, source: str) -> list[GrantSpec]:
+    """Validate a ``{grants: [...]}`` document and compile every rule once."""
+    if not isinstance(data, dict) or not isinstance(data.get("grants", []), list):
+        raise GrantError(f"{source}: expected a mapping with a 'grants' list")
+    grants: list[GrantSpec] = []
+    for i, raw in enumerate(data.get("grants", [])):
+        try:
+            spec = GrantSpec.model_validate(raw)
+            compile_grant(spec, load_programs())
+        except (ValidationError, RuleError) as exc:
+            raise GrantError(f"{source}, grant #{i + 1}: {exc}") from exc
+        grants.append(spec)
+    return grants
+
+
+def load_site_grants(config_dir: Path) -> list[GrantSpec]:
+    """Every grant in ``<config_dir>/grants/*.yaml``, in file-name order."""
+    folder = config_dir / "grants"
+    grants: list[GrantSpec] = []
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.y*ml")):
+            try:
+                data = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as exc:
+                raise GrantError(f"{path}: not valid YAML: {exc}") from exc
+            grants.extend(parse_grants(data, source=str(path)))
+    return grants
+
+
+def stored_grants(session: Session) -> list[GrantSpec]:
+    """Enabled grants stored in the database."""
+    rows = session.scalars(select(GrantRecord).where(GrantRecord.enabled.is_(True)).order_by(GrantRecord.id))
+    return [GrantSpec.model_validate_json(row.body) for row in rows]
+
+
+def save_grant(session: Session, *, spec: GrantSpec, actor: str | None) -> GrantRecord:
+    """Validate and store (or replace) a grant by name."""
+    compile_grant(spec, load_programs())
+    row = session.scalar(select(GrantRecord).where(GrantRecord.name == spec.name))
+    body = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    now = datetime.now(UTC).isoformat()
+    if row is None:
+        row = GrantRecord(name=spec.name, body=body, enabled=True, created_at=now, created_by=actor)
+        session.add(row)
+    else:
+        row.body, row.enabled, row.created_at, row.created_by = body, True, now, actor
+    session.flush()
+    return row
+
+
+def build_engine(
+    *,
+    defaults: Iterable[GrantSpec],
+    site: Iterable[GrantSpec] = (),
+    resolve_path: Callable[[str], str] | None = None,
+) -> PolicyEngine:
+    """The engine for the squads' defaults plus site overrides."""
+    return PolicyEngine(defaults=list(defaults), grants=list(site), resolve_path=resolve_path)

@@ -1,0 +1,23 @@
+"""The ``squads`` command: one entry point that mounts each domain's commands."""
+
+from __future__ import annotations
+
+import typer
+
+from audit.cli import app as audit_app
+from permissions.cli import app as policy_app
+from tools.cli import run
+
+app = typer.Typer(
+    help="Squads: a self-hosted AI on-call engineer. Every command passes the permission layer and lands in the audit log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+app.command("run")(run)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,50 @@
+"""Squad bundles: a squad's agents, tools and default grants, loaded from YAML."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from permissions.models import GrantSpec
+from tools.models import ToolSpec
+
+
+class AgentSpec(BaseModel):
+    """One specialist agent of a squad."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str
+
+
+class SquadSpec(BaseModel):
+    """``squad.yaml`` of a bundle, with its ``tools.yaml`` and ``grants.yaml`` merged in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    title: str
+    description: str
+    agents: dict[str, AgentSpec] = Field(min_length=1)
+    tools: list[ToolSpec] = Field(default_factory=list)
+    grants: list[GrantSpec] = Field(default_factory=list, description="Extra default grants (e.g. deny rules).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SquadSpec:
+        names: set[str] = set()
+        for tool in self.tools:
+            if tool.agent not in self.agents:
+                raise ValueError(f"squad {self.name}: tool {tool.name} names unknown agent {tool.agent!r}; agents: {sorted(self.agents)}")
+            if tool.name in names:
+                raise ValueError(f"squad {self.name}: tool {tool.name} is defined twice")
+            names.add(tool.name)
+        return self
+
+    def agent_id(self, agent: str) -> str:
+        """The ``squad/agent`` name used by grants and the audit log."""
+        return f"{self.name}/{agent}"
+
+    def tool(self, name: str) -> ToolSpec:
+        for tool in self.tools:
+            if tool.name == name:
+                return tool
+        raise KeyError(f"squad {self.name} has no tool {name!r}")
