@@ -293,7 +293,9 @@ class _Parser:
                 if sub.deny:
                     raise Refused(sub.deny, f"subcommand:{sub.name}")
                 self.chain.append(sub)
-                self.out.subcommands += (sub.name.split(" ")[-1],)
+                # The word as given: commands that share a spec (systemctl
+                # restart/stop) must stay distinct for rules.
+                self.out.subcommands += (tok,)
                 self.sub_open = bool(sub.subcommands)
                 return
         self.sub_open = False

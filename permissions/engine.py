@@ -126,6 +126,7 @@ class PolicyEngine:
         self.grants += [compile_grant(g, self.programs) for g in grants]
         self.resolve_path = resolve_path
         self._cache: dict[tuple[str, NodeContext], _RuleSet] = {}
+        self._paths: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     # ------------------------------------------------------------------
     def rules_for(self, agent: str, node: NodeContext) -> _RuleSet:
@@ -150,8 +151,7 @@ class PolicyEngine:
         try:
             check_hygiene(argv)
             argv_t = tuple(argv)
-            paths = {name: spec.path for name, spec in self.programs.items()}
-            paths.update(node.programs)
+            paths = self._program_paths(node)
             name = program_name(argv_t[0], paths)
             spec = self.programs.get(name)
             if spec is None:
@@ -189,6 +189,14 @@ class PolicyEngine:
         return self._deny(self._no_grant_reason(agent, node, shown, rules, key), "default:deny", agent, node, argv_t)
 
     # ------------------------------------------------------------------
+    def _program_paths(self, node: NodeContext) -> dict[str, str]:
+        paths = self._paths.get(node.programs)
+        if paths is None:
+            paths = {name: spec.path for name, spec in self.programs.items()}
+            paths.update(node.programs)
+            self._paths[node.programs] = paths
+        return paths
+
     def _resolved(self, spec: ProgramSpec, parsed: Parsed) -> Parsed | None:
         if self.resolve_path is None or not parsed.path_values:
             return None

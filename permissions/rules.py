@@ -78,7 +78,7 @@ class Rule:
 
     def matches(self, parsed: Parsed) -> bool:
         """True when ``parsed`` is a command this rule covers."""
-        if parsed.subcommands != self.subcommands:
+        if parsed.subcommands != self.subcommands or parsed.program != self.program:
             return False
         positionals = parsed.positionals
         if len(positionals) < len(self.positionals) or (not self.rest and len(positionals) != len(self.positionals)):
@@ -162,12 +162,15 @@ def compile_rule(text: str, programs: dict[str, ProgramSpec]) -> Rule:
             group_options.extend(sub.options)
     except Refused as exc:
         raise RuleError(f"rule {text!r}: {exc.reason}") from exc
-    return Rule(
-        text=text,
-        program=program,
-        subcommands=parsed.subcommands,
-        positionals=tuple(token_matcher(t) for t in parsed.positionals),
-        required=tuple((name, None if v is None else token_matcher(v)) for name, v in parsed.options),
-        optional=tuple((name, None if v is None else token_matcher(v)) for name, v in group_options),
-        rest=rest,
-    )
+    try:
+        return Rule(
+            text=text,
+            program=program,
+            subcommands=parsed.subcommands,
+            positionals=tuple(token_matcher(t) for t in parsed.positionals),
+            required=tuple((name, None if v is None else token_matcher(v)) for name, v in parsed.options),
+            optional=tuple((name, None if v is None else token_matcher(v)) for name, v in group_options),
+            rest=rest,
+        )
+    except ValueError as exc:
+        raise RuleError(f"rule {text!r}: {exc}") from exc

@@ -23,6 +23,9 @@ _UNIT = re.compile(r"[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,254}")
 _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@+-]{0,254}")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}")
 _TIME = re.compile(r"[0-9A-Za-z][0-9A-Za-z :.+-]{0,63}")
+# No spaces, quotes, globs or shell punctuation: such names are never what a
+# diagnostic means, and refusing them keeps every path unambiguous to read.
+_PATH_CHARS = re.compile(r"[A-Za-z0-9._@+,:=/-]+")
 _IPV4 = re.compile(r"(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}")
 
 
@@ -81,11 +84,13 @@ def int_range(low: int, high: int) -> Validator:
 def normalise_path(value: str) -> str | None:
     """The absolute, ``..``-free form of ``value``, or None if it is not one.
 
+    Only letters, digits and ``._@+,:=/-`` are accepted.
+
     ``..`` segments are refused rather than resolved: a caller who means a
     path can name it directly, and refusing avoids any doubt about what the
     node would resolve.
     """
-    if not value.startswith("/") or "\x00" in value or not value.isascii() or not value.isprintable():
+    if not value.startswith("/") or not _PATH_CHARS.fullmatch(value):
         return None
     parts = value.split("/")
     if any(p == ".." for p in parts):

@@ -1,0 +1,28 @@
+# The README's two commands. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test services bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/squads --help
+
+services: $(BIN)/.installed
+	$(BIN)/python scripts/ensure_services.py
+
+test: $(BIN)/.installed services
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed services
+	$(BIN)/python benchmarks/policy_bench.py
+	$(BIN)/python benchmarks/audit_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
