@@ -1,0 +1,93 @@
+"""Tool templates, parameter errors and squad bundle loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from squads.service import BundleError, default_grants, load_bundle, load_squads
+from tests.policy_helpers import squads
+from tools.models import ToolSpec
+from tools.service import ToolCallError, render, rule_text
+
+
+def tool(squad: str, name: str) -> ToolSpec:
+    return squads()[squad].tool(name)
+
+
+def test_four_squads_ship_with_agents_and_tools() -> None:
+    assert set(squads()) == {"k8s", "webserver", "database", "security"}
+    for squad in squads().values():
+        assert len(squad.agents) == 3
+        assert {t.agent for t in squad.tools} == set(squad.agents)
+
+
+def test_render_produces_the_canonical_argv_forms() -> None:
+    assert render(tool("k8s", "pod_logs"), {"pod": "web-1", "namespace": "prod", "tail": 50, "previous": True}) == [
+        "kubectl", "logs", "web-1", "-n", "prod", "--previous", "--tail", "50"]
+    assert render(tool("k8s", "rollout_restart"), {"deployment": "web", "namespace": "prod"}) == [
+        "kubectl", "rollout", "restart", "deployment/web", "-n", "prod"]
+    assert render(tool("database", "terminate_backend"), {"pid": 48211})[-1] == "SELECT pg_terminate_backend(48211)"
+    assert render(tool("webserver", "service_journal"), {"unit": "nginx"})[-2:] == ["-n", "100"]
+
+
+def test_parameter_errors_name_the_parameter_the_value_and_what_is_allowed() -> None:
+    with pytest.raises(ToolCallError) as info:
+        render(tool("k8s", "describe_pod"), {"pod": "Web_1;id", "namespace": "prod"})
+    message = str(info.value)
+    assert "pod" in message and "Web_1;id" in message and "DNS-1123" in message
+    with pytest.raises(ToolCallError, match="namespace is required"):
+        render(tool("k8s", "describe_pod"), {"pod": "web-1"})
+    with pytest.raises(ToolCallError, match="unknown parameter"):
+        render(tool("k8s", "describe_pod"), {"pod": "web-1", "namespace": "p", "kubeconfig": "/x"})
+    with pytest.raises(ToolCallError, match="process id from 1 to 4194304"):
+        render(tool("database", "terminate_backend"), {"pid": "48211) ; DROP TABLE x; --"})
+    with pytest.raises(ToolCallError, match="true or false"):
+        render(tool("k8s", "pod_logs"), {"pod": "a", "namespace": "b", "previous": "yes"})
+
+
+def test_rule_text_is_what_security_teams_read() -> None:
+    assert rule_text(tool("k8s", "pod_logs")) == (
+        "kubectl logs {k8s_name} -n {k8s_name} [--previous] [--tail {int:1..10000}] [-c {k8s_name}]")
+    assert rule_text(tool("database", "blocking")) == "psql -X -A -F | -P footer=off -c {sql:blocking}"
+
+
+def test_tool_templates_refuse_unsafe_constructs() -> None:
+    base = {"name": "t", "agent": "a", "description": "d"}
+    with pytest.raises(ValidationError, match="must be a whole argument"):
+        ToolSpec.model_validate({**base, "argv": ["tail", "/var/log/{f}"], "params": {"f": {"type": "re:.*"}}})
+    with pytest.raises(ValidationError, match="has no parameter"):
+        ToolSpec.model_validate({**base, "argv": ["tail", "{f}"]})
+    with pytest.raises(ValidationError, match="never used"):
+        ToolSpec.model_validate({**base, "argv": ["df"], "params": {"f": {"type": "k8s_name"}}})
+    with pytest.raises(ValidationError, match="unknown value type"):
+        ToolSpec.model_validate({**base, "argv": ["df", "{f}"], "params": {"f": {"type": "bogus"}}})
+    with pytest.raises(ValidationError, match="program must be a literal"):
+        ToolSpec.model_validate({**base, "argv": ["{p}"], "params": {"p": {"type": "k8s_name"}}})
+
+
+def _write_bundle(root: Path, tools: str) -> Path:
+    folder = root / "demo"
+    folder.mkdir(parents=True)
+    (folder / "squad.yaml").write_text("name: demo\ntitle: Demo\ndescription: d\nagents:\n  disk: {description: d}\n")
+    (folder / "tools.yaml").write_text(tools)
+    return folder
+
+
+def test_a_user_adds_a_squad_with_yaml_only(tmp_path: Path) -> None:
+    _write_bundle(tmp_path, "tools:\n  - {name: usage, agent: disk, description: d, argv: [df, -h]}\n")
+    loaded = load_squads([tmp_path])
+    assert "demo" in loaded and "k8s" in loaded
+    grants = {g.name: g for g in default_grants(loaded.values())}
+    assert grants["demo/disk"].allow == ["df -h"]
+
+
+def test_bundle_errors_name_the_file_and_problem(tmp_path: Path) -> None:
+    folder = _write_bundle(tmp_path, "tools:\n  - {name: usage, agent: nobody, description: d, argv: [df]}\n")
+    with pytest.raises(BundleError, match="unknown agent 'nobody'"):
+        load_bundle(folder)
+    (folder / "tools.yaml").write_text("tools: [unclosed\n")
+    with pytest.raises(BundleError, match="tools.yaml: not valid YAML"):
+        load_bundle(folder)
