@@ -13,6 +13,8 @@ from permissions.models import GrantSpec
 from permissions.service import build_engine, load_site_grants, stored_grants
 from squads.models import SquadSpec
 from squads.service import default_grants, load_squads
+from audit.service import sweep_interrupted
+from storage.db import session_scope
 from storage.service import Database, open_database
 
 
@@ -32,7 +34,12 @@ class AppContext:
 
     @cached_property
     def db(self) -> Database:
-        return open_database(url=self.settings.effective_database_url)
+        database = open_database(url=self.settings.effective_database_url)
+        # An executor that died mid-command left a started record with no end:
+        # make that visible now rather than leave a silent gap.
+        with session_scope(database.sessions) as session:
+            sweep_interrupted(session)
+        return database
 
     @cached_property
     def defaults(self) -> list[GrantSpec]:

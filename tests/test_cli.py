@@ -16,10 +16,11 @@ runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh data and config folder, and a fresh database on each backend."""
     monkeypatch.setenv("SQUADS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SQUADS_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.delenv("SQUADS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("SQUADS_DATABASE_URL", db_url)
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
