@@ -175,15 +175,21 @@ class _Parser:
                 raise Refused(sql.why_refused(value), f"sql:{self.spec.name}")
             return
         if opt.path:
-            norm = normalise_path(value)
-            if norm is None:
-                raise Refused(f"{opt.canonical} needs an absolute path without '..', got {value!r}", "path:form")
-            self.out.path_values.append(norm)
+            self._path(value, opt.canonical)
         if opt.validator is not None and not opt.validator(value):
             raise Refused(
                 f"{value!r} is not allowed for {opt.canonical}; allowed: {opt.validator.describe}",
                 f"flag:{self.spec.name}:{opt.canonical}:value",
             )
+
+    def _path(self, value: str, what: str) -> None:
+        norm = normalise_path(value)
+        if norm is None:
+            raise Refused(
+                f"{what}: paths must be absolute, free of '..' and made of letters, digits and '._@+,:=/-'; got {value!r}",
+                "path:form",
+            )
+        self.out.path_values.append(norm)
 
     def _take_next(self, i: int, opt: OptionSpec, spelled: str) -> str:
         if i + 1 >= len(self.args):
@@ -261,7 +267,7 @@ class _Parser:
             if style is Style.PFLAG and rest.startswith("="):
                 rest = rest[1:]
             if rest:
-                value: str | None = rest
+                value = rest
             elif opt.value is ValueKind.REQUIRED:
                 value = self._take_next(i, opt, ch)
                 i += 1
@@ -305,10 +311,7 @@ class _Parser:
             self.out.positionals.append(tok)
             return
         if command.positionals == "paths":
-            norm = normalise_path(tok)
-            if norm is None:
-                raise Refused(f"{command.name}: path arguments must be absolute and free of '..', got {tok!r}", "path:form")
-            self.out.path_values.append(norm)
+            self._path(tok, command.name)
         elif command.positional_validator is not None and not command.positional_validator(tok):
             raise Refused(
                 f"{tok!r} is not allowed as an argument of {command.name}; allowed: {command.positional_validator.describe}",

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from nodes.service import NodeNotFound, get_node
+from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext, Verdict
 
 app = typer.Typer(help="Inspect the permission layer.", no_args_is_help=True)
@@ -24,7 +25,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _decide_for(engine, agents: list[str], node: NodeContext, argv: list[str]) -> Decision:  # type: ignore[no-untyped-def]
+def _decide_for(engine: PolicyEngine, agents: list[str], node: NodeContext, argv: list[str]) -> Decision:
     """The most permissive decision among ``agents`` (first agent on ties)."""
     best: Decision | None = None
     for agent in agents:
@@ -87,7 +88,7 @@ def check(
     raise typer.Exit(0 if decision.verdict is Verdict.ALLOW else 1)
 
 
-def _run_batch(engine, agents: list[str], node: NodeContext, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _run_batch(engine: PolicyEngine, agents: list[str], node: NodeContext, path: Path) -> None:
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:

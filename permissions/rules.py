@@ -83,8 +83,8 @@ class Rule:
         positionals = parsed.positionals
         if len(positionals) < len(self.positionals) or (not self.rest and len(positionals) != len(self.positionals)):
             return False
-        for matcher, value in zip(self.positionals, positionals):
-            if not matcher(value):
+        for positional, value in zip(self.positionals, positionals, strict=False):
+            if not positional(value):
                 return False
         remaining = list(parsed.options)
         for name, matcher in self.required:
