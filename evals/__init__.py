@@ -1,0 +1,1 @@
+"""Incident scenarios (../shared/scenarios/FORMAT.md) and ``squads eval``."""
