@@ -163,6 +163,12 @@ class _Parser:
                 f"{opt.canonical} is given twice; {self.spec.name} would silently use only one of them",
                 f"flag:{self.spec.name}:repeated",
             )
+        if (self.spec.before_subcommand is not None and len(self.chain) == 1 and self.sub_open
+                and opt.canonical not in self.spec.before_subcommand):
+            # kubectl only knows its root flags here; anything else would make it
+            # skip a word and run a different command than the one checked.
+            raise Refused(f"{spelled} must come after the {self.spec.name} command it belongs to",
+                          f"flag:{self.spec.name}:position")
         self.seen.add(opt.canonical)
         if value is not None and not self.pattern:
             self._check_value(opt, value)
@@ -203,6 +209,9 @@ class _Parser:
         while i < n:
             tok = args[i]
             if not end_of_options and tok == "--":
+                if not self.spec.double_dash:
+                    raise Refused(f"{self.spec.name} has no '--' marker; it would read '--' as an option",
+                                  f"flag:{self.spec.name}:unknown")
                 end_of_options = True
             elif not end_of_options and len(tok) > 1 and tok[0] == "-" or (
                 self.spec.style is Style.SINGLE_DASH and not end_of_options and tok in ("!", "(", ")", ",")
@@ -310,6 +319,11 @@ class _Parser:
         if self.pattern:
             self.out.positionals.append(tok)
             return
+        if command.forbidden_resources and not self.out.positionals:
+            for part in re.split(r"[,/]", tok):
+                reason = command.forbidden_resources.get(part.lower().split(".", 1)[0])
+                if reason:
+                    raise Refused(reason, f"resource:{command.name}")
         if command.positionals == "paths":
             self._path(tok, command.name)
         elif command.positional_validator is not None and not command.positional_validator(tok):

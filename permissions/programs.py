@@ -55,12 +55,18 @@ class CommandModel(BaseModel):
     positionals: Literal["any", "none", "paths"] = "any"
     positional_values: str | None = None
     require: list[str] = Field(default_factory=list)
+    # kubectl resource words this command refuses in its first argument, after
+    # splitting 'a,b' and 'type/name', lowercasing and dropping '.group'.
+    forbidden_resources: dict[str, str] = Field(default_factory=dict)
 
 
 class ProgramModel(CommandModel):
     path: str
     style: Style = Style.GNU
     equals_values: bool = False  # single-dash programs that accept '-opt=value'
+    double_dash: bool = True  # whether '--' ends options for this program
+    # Options the program reads before its subcommand (None: any known option).
+    before_subcommand: list[str] | None = None
 
     @model_validator(mode="after")
     def _absolute(self) -> ProgramModel:
@@ -96,6 +102,7 @@ class CommandSpec:
     positionals: str
     positional_validator: Validator | None
     require: tuple[str, ...]
+    forbidden_resources: dict[str, str] = field(default_factory=dict)
     long_names: tuple[str, ...] = field(default=())
 
 
@@ -107,6 +114,8 @@ class ProgramSpec:
     path: str
     style: Style
     equals_values: bool
+    double_dash: bool
+    before_subcommand: frozenset[str] | None
     root: CommandSpec
 
 
@@ -156,6 +165,7 @@ def _build_command(name: str, model: CommandModel) -> CommandSpec:
         positionals=model.positionals,
         positional_validator=from_spec(model.positional_values) if model.positional_values else None,
         require=tuple(model.require),
+        forbidden_resources=dict(model.forbidden_resources),
         long_names=tuple(sorted(n for n in options if n.startswith("--"))),
     )
 
@@ -168,6 +178,8 @@ def build_program(name: str, raw: dict[str, Any]) -> ProgramSpec:
         path=model.path,
         style=model.style,
         equals_values=model.equals_values,
+        double_dash=model.double_dash,
+        before_subcommand=None if model.before_subcommand is None else frozenset(model.before_subcommand),
         root=_build_command(name, model),
     )
 

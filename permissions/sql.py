@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-_WS = re.compile(r"\s+")
+_WS = re.compile(r" +")
 _HOLE = re.compile(r"\{([a-z_]+):int\}")
 _COPY_PROGRAM = re.compile(r"\bcopy\b.*\bprogram\b", re.IGNORECASE | re.DOTALL)
 
@@ -35,8 +35,13 @@ class Statement:
 
 
 def normalise(sql_text: str) -> str:
-    """Collapse white space and drop one trailing semicolon."""
-    text = _WS.sub(" ", sql_text).strip()
+    """Collapse ASCII spaces outside string literals; drop one trailing ';'.
+
+    Only ' ' is collapsed: PostgreSQL does not treat other Unicode spaces as
+    white space, and literals must stay byte-for-byte what was whitelisted.
+    """
+    parts = sql_text.split("'")
+    text = "'".join(_WS.sub(" ", p) if i % 2 == 0 else p for i, p in enumerate(parts)).strip(" ")
     if text.endswith(";"):
         text = text[:-1].rstrip()
     return text
@@ -81,6 +86,8 @@ def resolve_group(name: str) -> tuple[str, ...]:
 
 def match(sql_text: str, names: tuple[str, ...] | None = None) -> str | None:
     """The name of the whitelisted statement ``sql_text`` is, or None."""
+    if not sql_text.isascii():
+        return None
     text = normalise(sql_text)
     stmts = statements()
     for name in names if names is not None else tuple(stmts):

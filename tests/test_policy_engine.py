@@ -139,11 +139,42 @@ def test_unknown_kubectl_subcommand_is_refused_as_plugin() -> None:
 
 def test_deny_rule_beats_allow_rule_in_any_grant() -> None:
     allow = GrantSpec(name="wide", agents=["x/*"], allow=["kubectl get {k8s_name} -n {k8s_name}"])
-    deny = GrantSpec(name="no-secrets", agents=["*"], deny=["kubectl get secret* ..."])
+    deny = GrantSpec(name="no-configmaps", agents=["*"], deny=["kubectl get configmap* ..."])
     engine = PolicyEngine(defaults=[allow], grants=[deny])
     assert decide("x/y", "kubectl", "get", "pods", "-n", "a", engine=engine).allowed
-    d = decide("x/y", "kubectl", "get", "secrets", "-n", "a", engine=engine)
-    assert d.verdict is DENY and d.grant == "no-secrets"
+    d = decide("x/y", "kubectl", "get", "configmaps", "-n", "a", engine=engine)
+    assert d.verdict is DENY and d.grant == "no-configmaps"
+
+
+@pytest.mark.parametrize("resource", ["secrets", "Secrets", "pods,secrets", "SECRET/db", "secrets.v1", "secret"])
+def test_secrets_are_refused_whatever_a_grant_allows(resource: str) -> None:
+    wide = PolicyEngine(grants=[GrantSpec(name="wide", agents=["k8s/*"], allow=["kubectl get * -n {k8s_name} ...",
+                                                                             "kubectl describe * ..."])])
+    for verb in ("get", "describe"):
+        d = decide("k8s/a", "kubectl", verb, resource, "-n", "prod", "-o", "yaml", engine=wide)
+        assert d.verdict is DENY and "secrets are never read" in d.reason, (verb, resource)
+
+
+def test_kubectl_options_before_the_command_are_limited_to_root_flags() -> None:
+    assert decide("k8s/pod-diagnostics", "kubectl", "-n", "prod", "get", "pods").allowed
+    d = decide("k8s/pod-diagnostics", "kubectl", "-A", "get", "pods")
+    assert d.verdict is DENY and "must come after" in d.reason
+
+
+@pytest.mark.parametrize("argv", [["nginx", "-t", "--"], ["apache2ctl", "--", "configtest"],
+                                  ["find", "/", "-xdev", "-perm", "-4000", "-type", "f", "--"]])
+def test_double_dash_is_refused_where_the_program_has_no_such_marker(argv: list[str]) -> None:
+    assert decide("webserver/config-check", *argv).verdict is DENY
+
+
+def test_sql_whitelist_collapses_only_ascii_spaces_outside_literals() -> None:
+    base = ["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-c"]
+    assert decide("database/connection-debugging", *base, "SHOW  max_connections ;").allowed
+    assert decide("database/connection-debugging", *base, "SHOW\u1680max_connections").verdict is DENY
+    from permissions import sql
+
+    text = sql.statements()["connections"].text.replace("'client backend'", "'client  backend'")
+    assert decide("database/connection-debugging", *base, text).verdict is DENY
 
 
 def test_default_deny_names_agent_node_and_closest_rules() -> None:
@@ -255,3 +286,11 @@ def test_commands_sharing_a_spec_stay_distinct() -> None:
                                   "/var/log/nginx/a b.log", "/var/log/nginx/error.log\t"])
 def test_path_arguments_refuse_shell_punctuation_and_globs(path: str) -> None:
     assert decide("webserver/log-analysis", "tail", "-n", "5", path).verdict is DENY
+
+
+@pytest.mark.parametrize("path", ["/etc/ssl/private/site.pem", "/etc/letsencrypt/live/a/privkey.pem",
+                                  "/etc/ssh/ssh_host_ed25519_key", "/etc/ssl/certs/site.key"])
+def test_certificate_tool_never_opens_keys(path: str) -> None:
+    argv = ["openssl", "x509", "-noout", "-subject", "-enddate", "-in", path]
+    assert decide("security/compliance-check", *argv).verdict is DENY
+    assert decide("webserver/config-check", *argv).verdict is DENY
