@@ -321,9 +321,9 @@ class _Parser:
             return
         if command.forbidden_resources and not self.out.positionals:
             for part in re.split(r"[,/]", tok):
-                reason = command.forbidden_resources.get(part.lower().split(".", 1)[0])
-                if reason:
-                    raise Refused(reason, f"resource:{command.name}")
+                refusal = command.forbidden_resources.get(part.lower().split(".", 1)[0])
+                if refusal:
+                    raise Refused(refusal, f"resource:{command.name}")
         if command.positionals == "paths":
             self._path(tok, command.name)
         elif command.positional_validator is not None and not command.positional_validator(tok):

@@ -206,7 +206,7 @@ class PolicyEngine:
             positionals = [resolve(p) for p in positionals]
         options = [
             (name, resolve(value) if opt_spec.path and value is not None else value)
-            for (name, value), opt_spec in zip(parsed.options, parsed.specs)
+            for (name, value), opt_spec in zip(parsed.options, parsed.specs, strict=True)
         ]
         return replace(parsed, positionals=positionals, options=options,
                        path_values=[resolve(p) for p in parsed.path_values])
