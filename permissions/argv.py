@@ -225,6 +225,7 @@ class _Parser:
 
     def _option(self, i: int, tok: str) -> int:
         style = self.spec.style
+        value: str | None
         if style is Style.SINGLE_DASH:
             name, value = tok, None
             if tok.startswith("--") and len(tok) > 2:
@@ -251,14 +252,7 @@ class _Parser:
                 self._record(opt, None, "--" + name)
                 return i
             if not eq:
-                if opt.value is ValueKind.REQUIRED:
-                    value = self._take_next(i, opt, "--" + name)
-                    i += 1
-                elif opt.value is ValueKind.PEEK and i + 1 < len(self.args) and self._fits(opt, self.args[i + 1]):
-                    value = self.args[i + 1]
-                    i += 1
-                else:
-                    value = None
+                value, i = self._detached_value(i, opt, "--" + name)
             self._record(opt, value, "--" + name)
             return i
         # A bundle of short options: '-ltnp', '-n5', '-nprod', pflag's '-n=prod'.
@@ -277,17 +271,21 @@ class _Parser:
                 rest = rest[1:]
             if rest:
                 value = rest
-            elif opt.value is ValueKind.REQUIRED:
-                value = self._take_next(i, opt, ch)
-                i += 1
-            elif opt.value is ValueKind.PEEK and i + 1 < len(self.args) and self._fits(opt, self.args[i + 1]):
-                value = self.args[i + 1]
-                i += 1
             else:
-                value = None
+                value, i = self._detached_value(i, opt, ch)
             self._record(opt, value, ch)
             break
         return i
+
+    def _detached_value(self, i: int, opt: OptionSpec, spelled: str) -> tuple[str | None, int]:
+        """The value of an option written without one attached, and the new index:
+        required values take the next token, peeking ones take it only when it
+        fits (journalctl -n 50), optional ones never do."""
+        if opt.value is ValueKind.REQUIRED:
+            return self._take_next(i, opt, spelled), i + 1
+        if opt.value is ValueKind.PEEK and i + 1 < len(self.args) and self._fits(opt, self.args[i + 1]):
+            return self.args[i + 1], i + 1
+        return None, i
 
     def _fits(self, opt: OptionSpec, candidate: str) -> bool:
         if self.pattern:
