@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from permissions.models import NodeContext
+from permissions.validators import normalise_path
 
 LOCAL_NODE = "local"
 
@@ -22,6 +23,28 @@ class NodeConfig(BaseModel):
     env_passthrough: list[str] = Field(
         default_factory=list, description="Environment variables the local executor passes through (e.g. KUBECONFIG)."
     )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fixed environment for commands on this node (e.g. PGHOST, PGPORT, PGUSER for psql); never secrets.",
+    )
+    program_args: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Fixed arguments run in front of a program's own (nginx: [-p, /srv/nginx/, -c, /srv/nginx/nginx.conf]).",
+    )
+    path_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Extra folders that tools' path parameters accept on this node (grants must allow them too).",
+    )
+
+    @field_validator("path_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if normalise_path(prefix) is None:
+                raise ValueError(f"path prefix {prefix!r} must be absolute, without '..' and only [A-Za-z0-9._@+,:=/-]")
+            if prefix.rstrip("/") in ("", "/etc", "/root", "/home", "/proc", "/sys", "/dev"):
+                raise ValueError(f"path prefix {prefix!r} is too broad; name the folder the server uses")
+        return value
 
     @field_validator("programs")
     @classmethod
@@ -33,4 +56,4 @@ class NodeConfig(BaseModel):
 
     def context(self) -> NodeContext:
         """What the policy engine needs of this node."""
-        return NodeContext.of(self.name, self.labels, self.programs)
+        return NodeContext.of(self.name, self.labels, self.programs, self.program_args)

@@ -183,7 +183,8 @@ class PolicyEngine:
                 else:
                     reason = f"`{shown}` changes state: it needs approval (rule `{rule.text}` of grant {grant.label})"
                 return Decision(verdict, reason, rule=rule.text, grant=grant.spec.name, agent=agent,
-                                node=node.name, program_path=path, argv=argv_t)
+                                node=node.name, program_path=path, argv=argv_t,
+                                program_args=dict(node.program_args).get(name, ()))
         if problems:
             return self._deny(problems[0], "constraint", agent, node, argv_t)
         return self._deny(self._no_grant_reason(agent, node, shown, rules, key), "default:deny", agent, node, argv_t)

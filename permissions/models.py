@@ -32,6 +32,9 @@ class Decision:
     node: str | None = None
     program_path: str | None = None  # absolute path the program resolves to
     argv: tuple[str, ...] = field(default=())
+    # Fixed arguments the node's owner configured for this program (e.g. nginx -p PREFIX -c FILE);
+    # the policy decides on ``argv``, the node runs these in front of its arguments.
+    program_args: tuple[str, ...] = field(default=())
 
     @property
     def allowed(self) -> bool:
@@ -41,7 +44,7 @@ class Decision:
         """The argv to execute: the program replaced by its resolved absolute path."""
         if not self.program_path:
             raise ValueError("only an allowed or approvable decision has an executable argv")
-        return [self.program_path, *self.argv[1:]]
+        return [self.program_path, *self.program_args, *self.argv[1:]]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +55,7 @@ class Decision:
             "agent": self.agent,
             "node": self.node,
             "program_path": self.program_path,
+            "program_args": list(self.program_args),
             "argv": list(self.argv),
         }
 
@@ -122,11 +126,18 @@ class NodeContext:
     name: str
     labels: tuple[tuple[str, str], ...] = ()
     programs: tuple[tuple[str, str], ...] = ()  # program -> absolute path overrides
+    program_args: tuple[tuple[str, tuple[str, ...]], ...] = ()  # program -> fixed leading arguments
 
     @classmethod
-    def of(cls, name: str, labels: dict[str, str] | None = None, programs: dict[str, str] | None = None) -> NodeContext:
+    def of(
+        cls, name: str, labels: dict[str, str] | None = None, programs: dict[str, str] | None = None,
+        program_args: dict[str, list[str]] | None = None,
+    ) -> NodeContext:
         """Build from plain dicts (sorted, so equal nodes share a cache entry)."""
-        return cls(name=name, labels=tuple(sorted((labels or {}).items())), programs=tuple(sorted((programs or {}).items())))
+        return cls(
+            name=name, labels=tuple(sorted((labels or {}).items())), programs=tuple(sorted((programs or {}).items())),
+            program_args=tuple(sorted((k, tuple(v)) for k, v in (program_args or {}).items())),
+        )
 
     @property
     def label_map(self) -> dict[str, str]:

@@ -192,3 +192,8 @@ def load_programs(path: Path | None = None) -> dict[str, ProgramSpec]:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping of program name to spec")
     return {name: build_program(name, raw) for name, raw in data.items()}
+
+
+def known_programs() -> frozenset[str]:
+    """The names of every program with a flag policy (what a command may start with)."""
+    return frozenset(load_programs())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from audit.cli import app as audit_app
+from evals.cli import eval_command
 from permissions.cli import app as policy_app
 from tools.cli import run
 
@@ -16,6 +17,7 @@ app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.command("run")(run)
+app.command("eval")(eval_command)
 
 
 def main() -> None:

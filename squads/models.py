@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from brain.models import Action, Runbook
 from permissions.models import GrantSpec
 from tools.models import ToolSpec
 
@@ -27,6 +28,9 @@ class SquadSpec(BaseModel):
     agents: dict[str, AgentSpec] = Field(min_length=1)
     tools: list[ToolSpec] = Field(default_factory=list)
     grants: list[GrantSpec] = Field(default_factory=list, description="Extra default grants (e.g. deny rules).")
+    runbooks: list[Runbook] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+    example: str = Field(default="", description="An example of what a user might ask this squad.")
 
     @model_validator(mode="after")
     def _consistent(self) -> SquadSpec:
@@ -37,6 +41,13 @@ class SquadSpec(BaseModel):
             if tool.name in names:
                 raise ValueError(f"squad {self.name}: tool {tool.name} is defined twice")
             names.add(tool.name)
+        for runbook in self.runbooks:
+            for step in [*runbook.steps, *(s for o in runbook.offers for s in o.steps)]:
+                if step.tool not in names:
+                    raise ValueError(f"squad {self.name}: runbook {runbook.name} uses unknown tool {step.tool!r}")
+        for action in self.actions:
+            if action.tool not in names:
+                raise ValueError(f"squad {self.name}: action {action.name} uses unknown tool {action.tool!r}")
         return self
 
     def agent_id(self, agent: str) -> str:

@@ -31,12 +31,17 @@ def _read_yaml(path: Path) -> dict:
 
 
 def load_bundle(folder: Path) -> SquadSpec:
-    """Load ``squad.yaml`` plus optional ``tools.yaml`` and ``grants.yaml``."""
+    """Load ``squad.yaml`` plus optional ``tools.yaml``, ``grants.yaml`` and ``runbooks.yaml``."""
     data = _read_yaml(folder / "squad.yaml")
-    for extra in ("tools", "grants"):
+    for extra, keys in (("tools", ("tools",)), ("grants", ("grants",)), ("runbooks", ("runbooks", "actions"))):
         path = folder / f"{extra}.yaml"
         if path.exists():
-            data[extra] = _read_yaml(path).get(extra, [])
+            content = _read_yaml(path)
+            unknown = set(content) - set(keys)
+            if unknown:
+                raise BundleError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected {list(keys)}")
+            for key in keys:
+                data[key] = content.get(key, [])
     try:
         return SquadSpec.model_validate(data)
     except ValidationError as exc:

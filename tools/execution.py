@@ -8,7 +8,7 @@ interrupted execution rather than a silent gap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +17,7 @@ from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext
 from storage.db import session_scope
 from tools.executors.base import ExecResult, Executor
+from transcripts.redact import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +86,21 @@ def run_decided(
         with session_scope(sessions) as session:
             audit.record_interrupted(session, started_seq=started.seq, reason=f"executor failed: {exc!r}")
         raise
+    # Secrets the command printed never leave this function: the audit record and
+    # every caller get the redacted text; output_sha256 still proves the raw bytes.
+    result = redact_result(result)
     with session_scope(sessions) as session:
         finished = audit.record_finished(session, started=started, result=result)
     return CommandOutcome(
         decision=decision, decision_seq=decision_seq, result=result,
         started_seq=started.seq, finished_seq=finished.seq,
     )
+
+
+def redact_result(result: ExecResult) -> ExecResult:
+    """``result`` with secrets in stdout and stderr replaced (same digest)."""
+    stdout, found_out = redact(result.stdout)
+    stderr, found_err = redact(result.stderr)
+    if not found_out and not found_err:
+        return result
+    return replace(result, stdout=stdout, stderr=stderr)

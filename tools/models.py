@@ -82,6 +82,9 @@ class ToolSpec(BaseModel):
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     effect: Effect = Effect.ALLOW
     timeout_s: float | None = None
+    analyze: str | None = Field(
+        default=None, description="The runbook brain's analyzer that reads this tool's output (e.g. k8s.pods)."
+    )
 
     @model_validator(mode="after")
     def _placeholders_known(self) -> ToolSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from permissions import sql
 from permissions.validators import ValueRejected, from_spec
@@ -15,7 +15,9 @@ class ToolCallError(ValueError):
     """A tool call's parameters were wrong; the message names which and why."""
 
 
-def _check(tool: ToolSpec, name: str, param: ParamSpec, value: object) -> str | bool:
+def _check(
+    tool: ToolSpec, name: str, param: ParamSpec, value: object, extra_prefixes: Sequence[str] = ()
+) -> str | bool:
     what = f"tool {tool.name}, parameter {name}"
     if param.is_flag:
         if not isinstance(value, bool):
@@ -24,13 +26,21 @@ def _check(tool: ToolSpec, name: str, param: ParamSpec, value: object) -> str | 
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ToolCallError(f"{what}: expected text or a number, got {value!r}")
     try:
-        return from_spec(param.type).validate(str(value), what=what)
+        spec = param.type
+        if extra_prefixes and spec.startswith("path:"):
+            spec = spec + "," + ",".join(extra_prefixes)
+        return from_spec(spec).validate(str(value), what=what)
     except ValueRejected as exc:
         raise ToolCallError(str(exc)) from None
 
 
-def resolve_params(tool: ToolSpec, values: Mapping[str, object]) -> dict[str, str | bool]:
-    """Validate ``values`` against the tool's parameters, applying defaults."""
+def resolve_params(
+    tool: ToolSpec, values: Mapping[str, object], *, extra_prefixes: Sequence[str] = ()
+) -> dict[str, str | bool]:
+    """Validate ``values`` against the tool's parameters, applying defaults.
+
+    ``extra_prefixes`` (a node's ``path_prefixes``) widen ``path:`` parameters;
+    the node's grants still decide whether the command may run there."""
     unknown = set(values) - set(tool.params)
     if unknown:
         raise ToolCallError(
@@ -43,7 +53,7 @@ def resolve_params(tool: ToolSpec, values: Mapping[str, object]) -> dict[str, st
             if param.required:
                 raise ToolCallError(f"tool {tool.name}: parameter {name} is required ({param.description or param.type})")
             continue
-        out[name] = _check(tool, name, param, value)
+        out[name] = _check(tool, name, param, value, extra_prefixes)
     return out
 
 
@@ -54,9 +64,9 @@ def _fill(text: str, params: Mapping[str, str | bool]) -> str | None:
     return PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), text)
 
 
-def render(tool: ToolSpec, values: Mapping[str, object]) -> list[str]:
+def render(tool: ToolSpec, values: Mapping[str, object], *, extra_prefixes: Sequence[str] = ()) -> list[str]:
     """The argv for a call of ``tool``: every value validated, each one argument."""
-    params = resolve_params(tool, values)
+    params = resolve_params(tool, values, extra_prefixes=extra_prefixes)
     argv: list[str] = []
     for token in tool.argv:
         if isinstance(token, str):

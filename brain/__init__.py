@@ -1,0 +1,1 @@
+"""The runbook brain: deterministic, explainable diagnosis with no LLM."""

@@ -1,0 +1,71 @@
+"""Analyzers: functions that read one command's output and return facts and findings.
+
+An analyzer is registered under a dotted name (``k8s.pods``) that tools and
+runbook steps refer to from YAML. It gets the command's output and the
+conversation's facts so far, and never runs anything itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from brain.models import Analysis, Facts
+
+MODULES = ("k8s", "webserver", "database", "security", "common")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One command's result, as an analyzer sees it."""
+
+    argv: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+    tool: str | None = None
+    item: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """stdout and stderr together (many tools report on stderr: nginx -t, apache2ctl)."""
+        return f"{self.stdout}\n{self.stderr}" if self.stderr else self.stdout
+
+    @property
+    def missing(self) -> bool:
+        """The program or its recorded output does not exist on this node."""
+        return self.exit_code == 127
+
+
+Analyzer = Callable[[Output, Facts], Analysis]
+_REGISTRY: dict[str, Analyzer] = {}
+
+
+def analyzer(name: str) -> Callable[[Analyzer], Analyzer]:
+    """Register ``fn`` under ``name``."""
+
+    def register(fn: Analyzer) -> Analyzer:
+        if name in _REGISTRY:
+            raise ValueError(f"analyzer {name} is registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def registry() -> dict[str, Analyzer]:
+    """Every analyzer, with the built-in modules imported."""
+    for module in MODULES:
+        importlib.import_module(f"brain.analyzers.{module}")
+    return _REGISTRY
+
+
+def analyze(name: str | None, output: Output, facts: Facts) -> Analysis:
+    """Run the named analyzer (the generic one when ``name`` is None)."""
+    fn = registry().get(name or "common.generic")
+    if fn is None:
+        raise KeyError(f"unknown analyzer {name!r}; known: {sorted(registry())}")
+    return fn(output, facts)

@@ -1,0 +1,283 @@
+"""Reading PostgreSQL output: connections, locks, long queries, replication, clusters, logs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from brain.analyzers import Output, analyzer
+from brain.analyzers.common import failure
+from brain.models import Analysis, Facts, Severity
+from brain.parsers import logs as lp
+from brain.parsers import postgres as pg
+from brain.parsers import system as sp
+
+LONG_QUERY = timedelta(minutes=5)
+LAG_BYTES = 64 * 1024 * 1024
+LAG_TIME = timedelta(seconds=30)
+
+
+def _rows(output: Output) -> list[dict[str, str]] | Analysis:
+    if failed := failure(output):
+        return failed
+    if output.exit_code != 0:
+        return Analysis(summary=f"psql failed (exit code {output.exit_code}): {output.stderr.strip()[:200]}")
+    return pg.parse_unaligned(output.stdout)
+
+
+def _duration(text: str) -> str:
+    delta = pg.parse_interval(text)
+    return pg.format_duration(delta) if delta is not None else text or "?"
+
+
+@analyzer("pg.max_connections")
+def max_connections(output: Output, facts: Facts) -> Analysis:
+    """``SHOW max_connections``."""
+    rows = _rows(output)
+    if isinstance(rows, Analysis):
+        return rows
+    value = rows[0].get("max_connections", "") if rows else ""
+    return Analysis(summary=f"max_connections = {value or '?'}", facts={"max_connections": int(value)} if value.isdigit() else {})
+
+
+@analyzer("pg.connections")
+def connections(output: Output, facts: Facts) -> Analysis:
+    """Client connections grouped by database, user, application and state: who holds them."""
+    rows = _rows(output)
+    if isinstance(rows, Analysis):
+        return rows
+    total = sum(int(r.get("connections", "0") or 0) for r in rows)
+    limit = facts.get("max_connections")
+    of_limit = f" of max_connections {limit}" if limit else ""
+    result = Analysis(summary=f"{total} client connections{of_limit} in {len(rows)} groups")
+    if not rows:
+        return result
+    top = max(rows, key=lambda r: int(r.get("connections", "0") or 0))
+    count = int(top.get("connections", "0") or 0)
+    who = f"{top.get('application_name') or '(no application name)'} (user {top.get('usename')}, database {top.get('datname')})"
+    if limit and total >= int(limit) * 0.9:
+        severity = Severity.CAUSE if count >= total * 0.5 else Severity.PROBLEM
+        result.add(
+            "connections_exhausted", severity,
+            f"{total} of max_connections {limit} are in use, so new clients get \"too many clients already\". "
+            f"{who} holds {count} of them in state {top.get('state')}, the longest for {_duration(top.get('longest_in_state', ''))}.",
+            app=top.get("application_name"), state=top.get("state"),
+        )
+    else:
+        result.add("connections_top", Severity.INFO, f"{who} holds the most connections: {count} ({top.get('state')}).")
+    idle_tx = [r for r in rows if r.get("state") == "idle in transaction"]
+    leaked = sum(int(r.get("connections", "0") or 0) for r in idle_tx)
+    if leaked:
+        apps = ", ".join(f"{r.get('application_name') or r.get('usename')} ({r.get('connections')})" for r in idle_tx)
+        result.facts["idle_in_transaction"] = leaked
+        result.add(
+            "idle_in_transaction", Severity.PROBLEM,
+            f"{leaked} connections are idle in transaction ({apps}): the application opened a transaction and never "
+            "committed or rolled back, so each holds a connection (and possibly locks) until it does.",
+        )
+    for r in rows:
+        if r is not top and int(r.get("connections", "0") or 0) >= 5:
+            result.add(
+                "connection_group", Severity.INFO,
+                f"{r.get('connections')} x {r.get('application_name') or '?'} / {r.get('usename')} @ {r.get('datname')}: "
+                f"{r.get('state')} (longest {_duration(r.get('longest_in_state', ''))})",
+            )
+    return result
+
+
+@analyzer("pg.blocking")
+def blocking(output: Output, facts: Facts) -> Analysis:
+    """``pg_blocking_pids``: the session at the head of each lock chain."""
+    rows = _rows(output)
+    if isinstance(rows, Analysis):
+        return rows
+    if not rows:
+        result = Analysis(summary="no session is waiting on a lock")
+        result.add("no_blocking", Severity.OK, "No session is blocked by another one right now.")
+        return result
+    blocked = {r.get("blocked_pid") for r in rows}
+    heads = [r for r in rows if r.get("blocking_pid") not in blocked]
+    result = Analysis(summary=f"{len(rows)} blocked sessions")
+    seen: set[str] = set()
+    for r in heads or rows:
+        pid = r.get("blocking_pid", "")
+        if pid in seen:
+            continue
+        seen.add(pid)
+        victims = [x for x in rows if x.get("blocking_pid") == pid]
+        waits = [pg.parse_interval(x.get("blocked_for", "")) for x in victims]
+        longest = max((w for w in waits if w is not None), default=None)
+        result.facts.setdefault("blocker_pids", []).append(pid)
+        result.add(
+            "lock_blocker", Severity.CAUSE,
+            f"Session pid {pid} (user {r.get('blocking_user')}, state {r.get('blocking_state')}) blocks "
+            f"{len(victims)} session(s) directly ({', '.join(str(v.get('blocked_pid')) for v in victims)}) and "
+            f"{len(rows) - len(victims)} more behind them; the longest has waited {pg.format_duration(longest) if longest else '?'}. "
+            f"It holds the lock from: {r.get('blocking_query')}",
+            pid=pid, user=r.get("blocking_user"), state=r.get("blocking_state"),
+        )
+        if r.get("blocking_state") == "idle in transaction":
+            result.add(
+                "blocker_idle_tx", Severity.PROBLEM,
+                f"pid {pid} is idle in transaction: its client ran the query above and never committed, so the lock is "
+                "held until the client finishes or the session is terminated.",
+            )
+    if heads:
+        result.facts["blocker_pid"] = heads[0].get("blocking_pid")
+    return result
+
+
+@analyzer("pg.long_queries")
+def long_queries(output: Output, facts: Facts) -> Analysis:
+    """Non-idle sessions, longest first."""
+    rows = _rows(output)
+    if isinstance(rows, Analysis):
+        return rows
+    result = Analysis(summary=f"{len(rows)} non-idle sessions")
+    for r in rows:
+        runtime = pg.parse_interval(r.get("runtime", ""))
+        if runtime is None or runtime < LONG_QUERY or "pg_stat_activity" in r.get("query", ""):
+            continue
+        result.facts.setdefault("long_pids", []).append(r.get("pid"))
+        waiting = f", waiting on {r.get('wait_event_type')}" if r.get("wait_event_type") and r.get("state") == "active" else ""
+        result.add(
+            "long_query", Severity.PROBLEM if r.get("state") != "idle in transaction" else Severity.INFO,
+            f"pid {r.get('pid')} (user {r.get('usename')}, database {r.get('datname')}) has been {r.get('state')} for "
+            f"{pg.format_duration(runtime)} ({r.get('runtime')}){waiting}: {r.get('query')}",
+            pid=r.get("pid"),
+        )
+    if result.findings:
+        result.facts["longest_pid"] = result.findings[0].data.get("pid")
+    return result
+
+
+def _lag(row: dict[str, str]) -> tuple[timedelta, int]:
+    times = [pg.parse_interval(row.get(k, "")) for k in ("replay_lag", "flush_lag", "write_lag")]
+    size = sp.size_bytes(row.get("replay_lag_size", "")) or 0
+    return max((t for t in times if t is not None), default=timedelta(0)), size
+
+
+@analyzer("pg.replication")
+def replication(output: Output, facts: Facts) -> Analysis:
+    """``pg_stat_replication``: which replica is behind, and by how much."""
+    rows = _rows(output)
+    if isinstance(rows, Analysis):
+        return rows
+    if not rows:
+        result = Analysis(summary="no replicas connected")
+        result.add(
+            "no_replicas", Severity.PROBLEM,
+            "No replica is connected to this server (pg_stat_replication is empty): replicas are down, cannot "
+            "connect, or this is not the primary.",
+        )
+        return result
+    result = Analysis(summary=", ".join(f"{r.get('application_name')} ({r.get('client_addr')}) {r.get('state')}" for r in rows))
+    for r in rows:
+        lag, size = _lag(r)
+        name = f"{r.get('application_name') or '?'} ({r.get('client_addr')})"
+        if lag >= LAG_TIME or size >= LAG_BYTES or r.get("state") not in ("streaming", None):
+            result.add(
+                "replica_lag", Severity.CAUSE,
+                f"Replica {name} is {r.get('replay_lag_size') or '?'} behind (replay lag {pg.format_duration(lag)}, "
+                f"state {r.get('state')}, {r.get('sync_state')}): reads from it return stale data.",
+                replica=name,
+            )
+        else:
+            result.add("replica_ok", Severity.OK, f"Replica {name} is in sync (lag {pg.format_duration(lag)}).")
+    return result
+
+
+@analyzer("pg.sizes")
+def sizes(output: Output, facts: Facts) -> Analysis:
+    """Database sizes."""
+    rows = _rows(output)
+    if isinstance(rows, Analysis):
+        return rows
+    return Analysis(summary=", ".join(f"{r.get('datname')} {r.get('size')}" for r in rows[:8]))
+
+
+@analyzer("pg.clusters")
+def clusters(output: Output, facts: Facts) -> Analysis:
+    """``pg_lsclusters``: which clusters run, and where each one logs."""
+    if failed := failure(output):
+        return failed
+    found = pg.parse_lsclusters(output.stdout)
+    result = Analysis(summary=", ".join(f"{c.version}/{c.name} port {c.port} {c.status}" for c in found))
+    result.facts["pg_logs"] = [c.log_file for c in found if c.log_file.startswith("/")]
+    down = [c for c in found if not c.status.startswith("online")]
+    for c in down:
+        result.facts["server_down"] = True
+        result.add(
+            "cluster_down", Severity.PROBLEM,
+            f"Cluster {c.version}/{c.name} (port {c.port}, data in {c.data_directory}) is {c.status}.",
+        )
+    return result
+
+
+@analyzer("pg.ready")
+def ready(output: Output, facts: Facts) -> Analysis:
+    """``pg_isready``."""
+    if output.missing:
+        return Analysis(summary="not available on this node (exit 127)")
+    text = output.text.strip()
+    if output.exit_code == 0:
+        return Analysis(summary=text or "accepting connections")
+    result = Analysis(summary=text or f"exit code {output.exit_code}", facts={"server_down": True})
+    result.add("not_ready", Severity.PROBLEM, f"The server does not accept connections: {text} (pg_isready exit code {output.exit_code}).")
+    return result
+
+
+@analyzer("pg.status")
+def status(output: Output, facts: Facts) -> Analysis:
+    """``systemctl status postgresql``."""
+    parsed = sp.parse_systemctl_status(output.stdout)
+    if parsed is None:
+        return failure(output) or Analysis(summary="no status")
+    result = Analysis(summary=f"{parsed.unit}: {parsed.active} ({parsed.sub})")
+    if parsed.active == "failed":
+        result.facts["server_down"] = True
+        result.add("service_failed", Severity.PROBLEM, f"{parsed.unit} failed ({parsed.sub}) since {parsed.since}.")
+    return result
+
+
+@analyzer("pg.log")
+def server_log(output: Output, facts: Facts) -> Analysis:
+    """The PostgreSQL server log: PANIC/FATAL reasons (disk full, too many clients, ...)."""
+    if failed := failure(output):
+        return failed
+    parsed = [p for p in (lp.parse_pg_log(line) for line in output.stdout.splitlines()) if p]
+    bad = [p for p in parsed if p.level in ("PANIC", "FATAL", "ERROR")]
+    result = Analysis(summary=f"{len(parsed)} log lines, {len(bad)} errors")
+    space = [p for p in bad if "no space left on device" in p.message.lower()]
+    if space:
+        result.facts["disk_full_suspected"] = True
+        result.add(
+            "pg_disk_full", Severity.PROBLEM,
+            f"The server log says it ran out of disk: {space[-1].level}: {space[-1].message}",
+        )
+    clients = [p for p in bad if "too many clients" in p.message.lower()]
+    if clients:
+        result.add("pg_too_many_clients", Severity.PROBLEM, f"{len(clients)} connection attempts were refused: \"too many clients already\".")
+    other = [p for p in bad if p not in space and p not in clients]
+    if other:
+        result.add("pg_log_error", Severity.PROBLEM if not space else Severity.INFO, f"Last error in the log: {other[-1].level}: {other[-1].message}")
+    return result
+
+
+@analyzer("pg.disk")
+def disk(output: Output, facts: Facts) -> Analysis:
+    """``df -h`` for a database host: the data directory's file system above all."""
+    if failed := failure(output):
+        return failed
+    systems = sp.parse_df(output.stdout)
+    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%" for f in systems if not f.source.startswith(("tmpfs", "udev"))))
+    for f in systems:
+        if f.use_percent >= 95:
+            result.add(
+                "disk_full", Severity.CAUSE,
+                f"The file system on {f.mount} ({f.source}) is {f.use_percent}% full ({f.available} left): PostgreSQL cannot "
+                "write WAL or data there, so it stops. Free space (old logs, WAL archives) or grow the volume.",
+                mount=f.mount,
+            )
+        elif f.use_percent >= 85:
+            result.add("disk_filling", Severity.PROBLEM, f"{f.mount} is {f.use_percent}% full ({f.available} left).")
+    return result

@@ -1,0 +1,511 @@
+"""Reading kubectl output: pod states, scheduling failures, dependencies, capacity."""
+
+from __future__ import annotations
+
+import re
+
+from brain.analyzers import Output, analyzer
+from brain.analyzers.common import failure
+from brain.models import Analysis, Facts, Severity
+from brain.parsers import kubectl as k
+from brain.parsers.logs import find_host_ports
+
+HEALTHY = {"Running", "Completed", "Succeeded"}
+NETWORK_ERRORS = re.compile(
+    r"connection refused|econnrefused|timed? ?out|no route to host|could not connect|failed to connect|"
+    r"unable to connect|no such host|name or service not known|dial tcp|connect: ",
+    re.IGNORECASE,
+)
+APP_ERRORS = re.compile(r"\b(fatal|panic|error|exception|traceback|killed|out ?of ?memory|oom)\b", re.IGNORECASE)
+POD_LIST_LIMIT = 15
+
+
+def _unhealthy(row: k.PodRow) -> bool:
+    return row.status not in HEALTHY or (row.status == "Running" and row.ready < row.total)
+
+
+def _pod_line(row: k.PodRow) -> str:
+    extra = f", {row.restarts} restarts" if row.restarts else ""
+    return f"{row.name} ({row.status}, {row.ready}/{row.total} ready{extra})"
+
+
+@analyzer("k8s.pods")
+def pods(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get pods``: which pods are unhealthy (narrowed to the app the user named)."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_pods(output.stdout)
+    where = f" in {output.params.get('namespace')}" if output.params.get("namespace") else ""
+    if not rows:
+        return Analysis(summary=f"no pods{where}", facts={"no_pods": True})
+    bad = [r for r in rows if _unhealthy(r)]
+    app = str(facts.get("app") or "")
+    targets = [r for r in bad if not app or r.name.startswith(app)] or bad
+    shown = ", ".join(_pod_line(r) for r in rows[:POD_LIST_LIMIT])
+    more = f" and {len(rows) - POD_LIST_LIMIT} more" if len(rows) > POD_LIST_LIMIT else ""
+    result = Analysis(summary=f"{len(rows)} pods{where}, {len(bad)} not healthy: {shown}{more}")
+    result.facts["target_pods"] = [r.name for r in targets if r.status != "Evicted"]
+    evicted = [r for r in rows if r.status == "Evicted"]
+    if evicted:
+        result.facts["evicted_pods"] = [r.name for r in evicted]
+        result.add("pods_evicted", Severity.PROBLEM, f"{len(evicted)} pods{where} were Evicted (the node ran short of a resource).")
+    for row in targets[:5]:
+        if row.status != "Evicted":
+            result.add("pod_unhealthy", Severity.PROBLEM, f"Pod {_pod_line(row)}.")
+    return result
+
+
+@analyzer("k8s.all_pods")
+def all_pods(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get pods -A``: counts by state, evictions per namespace."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_pods(output.stdout)
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row.status] = by_status.get(row.status, 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items(), key=lambda p: -p[1]))
+    result = Analysis(summary=f"{len(rows)} pods in all namespaces: {counts}")
+    evicted = [r for r in rows if r.status == "Evicted"]
+    if evicted:
+        spaces = sorted({r.namespace for r in evicted if r.namespace})
+        result.add(
+            "pods_evicted", Severity.PROBLEM,
+            f"{len(evicted)} pods were Evicted ({', '.join(r.name for r in evicted[:5])}) in {', '.join(spaces) or 'the cluster'}.",
+        )
+    stuck = [r for r in rows if r.status not in HEALTHY | {"Evicted"}]
+    if stuck:
+        result.add("pods_unhealthy", Severity.INFO, "Not running: " + ", ".join(_pod_line(r) for r in stuck[:8]) + ".")
+    return result
+
+
+@analyzer("k8s.selector_pods")
+def selector_pods(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get pods -l SELECTOR`` for a Service's selector: does it match any pod?"""
+    if failed := failure(output):
+        return failed
+    selector = str(output.params.get("selector", ""))
+    service = dict(facts.get("service_of_selector") or {}).get(selector, "the service")
+    rows = k.parse_pods(output.stdout)
+    if not rows:
+        result = Analysis(summary=f"no pod matches {selector}")
+        result.add(
+            "selector_matches_nothing", Severity.CAUSE,
+            f"Service {service} selects pods with {selector}, but no pod has that label, so it has no endpoints "
+            f"and every connection to it is refused. The selector and the pods' labels disagree.",
+            service=service, selector=selector,
+        )
+        return result
+    bad = [r for r in rows if _unhealthy(r)]
+    result = Analysis(summary=f"{selector} matches " + ", ".join(_pod_line(r) for r in rows))
+    result.facts["dependency_pods"] = [r.name for r in bad]
+    for row in bad:
+        result.add(
+            "dependency_pod_unhealthy", Severity.PROBLEM,
+            f"Service {service} selects {row.name}, which is {row.status} ({row.ready}/{row.total} ready), "
+            f"so {service} has no ready endpoint.",
+        )
+    return result
+
+
+def _scheduling(info: k.PodInfo) -> str:
+    failed = [e for e in info.events if e.reason == "FailedScheduling"]
+    return failed[-1].message if failed else ""
+
+
+def _requests(info: k.PodInfo) -> str:
+    parts = []
+    for c in info.containers:
+        req = ", ".join(f"{r} {v}" for r, v in c.requests.items())
+        lim = ", ".join(f"{r} {v}" for r, v in c.limits.items())
+        if req or lim:
+            parts.append(f"{c.name} requests {req or 'nothing'}" + (f" (limits {lim})" if lim else ""))
+    return "; ".join(parts)
+
+
+@analyzer("k8s.describe_pod")
+def describe_pod(output: Output, facts: Facts) -> Analysis:
+    """``kubectl describe pod``: why the pod is not running, with the numbers that matter."""
+    if failed := failure(output):
+        return failed
+    info = k.describe_pod(output.stdout)
+    name = info.name or str(output.item or output.params.get("pod", "the pod"))
+    result = Analysis(summary=f"{name}: status {info.status or 'unknown'}")
+    hosts = [f"{h}:{p}" for c in info.containers for v in c.env.values() for h, p in find_host_ports(v)]
+    if hosts:
+        result.facts["env_dependencies"] = hosts
+    schedule = _scheduling(info)
+    if info.status == "Pending" and schedule:
+        _pending(result, name, info, schedule)
+    for c in info.containers:
+        _container(result, name, info, c)
+    if not result.findings and info.status == "Running":
+        result.add("pod_running", Severity.OK, f"{name} is Running.")
+    return result
+
+
+def _pending(result: Analysis, name: str, info: k.PodInfo, message: str) -> None:
+    lowered = message.lower()
+    requests = _requests(info)
+    if "insufficient" in lowered:
+        kinds = sorted({k.rstrip(".") for k in re.findall(r"insufficient ([a-z0-9./-]+)", lowered)})
+        result.facts["insufficient_resources"] = kinds
+        result.add(
+            "pending_insufficient", Severity.CAUSE,
+            f"{name} is Pending: no node has enough free {' and '.join(kinds)} "
+            f"(Insufficient {', '.join(kinds)}). The scheduler says: \"{message}\". {requests}.",
+            pod=name, resources=" and ".join(kinds),
+        )
+    elif "taint" in lowered:
+        taints = re.findall(r"taint\(?s?\)? ?(\{[^}]*\})", message) or re.findall(r"\{[^}]*\}", message)
+        result.facts["pending_taints"] = taints
+        tolerations = ", ".join(info.tolerations) or "none"
+        result.add(
+            "pending_taint", Severity.CAUSE,
+            f"{name} is Pending: the nodes carry taint(s) {', '.join(taints) or 'that it does not tolerate'} and the pod "
+            f"does not tolerate them (its tolerations: {tolerations}). The scheduler says: \"{message}\".",
+            pod=name, taints=", ".join(taints),
+        )
+    elif "persistentvolumeclaim" in lowered:
+        result.facts["unbound_claims"] = info.claims
+        result.add(
+            "pending_unbound_pvc", Severity.PROBLEM,
+            f"{name} is Pending because its PersistentVolumeClaim {', '.join(info.claims) or ''} is not bound. "
+            f"The scheduler says: \"{message}\".",
+        )
+    elif "affinity" in lowered or "selector" in lowered:
+        result.add(
+            "pending_affinity", Severity.CAUSE,
+            f"{name} is Pending: no node matches its node selector or affinity ({info.node_selectors or 'see affinity'}). "
+            f"The scheduler says: \"{message}\".",
+        )
+    else:
+        result.add("pending_other", Severity.PROBLEM, f"{name} is Pending. The scheduler says: \"{message}\".")
+
+
+def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo) -> None:
+    pull_errors = [e.message for e in info.events if "pull" in e.message.lower() and e.type == "Warning"]
+    if c.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") or (c.state == "Waiting" and pull_errors and "image" in c.reason.lower()):
+        detail = next((m for m in pull_errors if "failed to pull" in m.lower()), pull_errors[0] if pull_errors else "")
+        why = "the image or tag was not found in the registry" if "not found" in detail.lower() else (
+            "the registry refused the credentials (unauthorized)" if re.search(r"unauthori[sz]ed|denied|401|403", detail, re.I)
+            else "the image could not be pulled")
+        result.add(
+            "image_pull", Severity.CAUSE,
+            f"{name} is in {c.reason}: container {c.name} cannot start because {why}. Image: {c.image}. "
+            + (f"kubelet: \"{detail}\"" if detail else ""),
+            image=c.image, pod=name,
+        )
+        return
+    if c.last_reason == "OOMKilled" or c.reason == "OOMKilled":
+        limit = c.limits.get("memory", "none set")
+        result.facts["crashing_pods"] = [name]
+        result.add(
+            "oom_killed", Severity.CAUSE,
+            f"Container {c.name} of {name} was OOMKilled (exit code {c.exit_code if c.exit_code is not None else 137}): "
+            f"it used more memory than its limit of {limit} (request {c.requests.get('memory', 'none')}); "
+            f"it has restarted {c.restart_count} times.",
+            limit=limit, pod=name, container=c.name,
+        )
+        return
+    if c.reason == "CrashLoopBackOff" or (c.last_state == "Terminated" and c.restart_count and c.last_reason != "Completed"):
+        result.facts["crashing_pods"] = [name]
+        result.add(
+            "crashloop", Severity.PROBLEM,
+            f"{name} is in {c.reason or 'a crash loop'}: container {c.name} has restarted {c.restart_count} times; "
+            f"the last run ended with exit code {c.exit_code} ({c.last_reason or 'Error'}).",
+            pod=name,
+        )
+        return
+    if c.reason in ("CreateContainerConfigError", "CreateContainerError", "RunContainerError"):
+        detail = next((e.message for e in reversed(info.events) if e.type == "Warning"), "")
+        result.add("container_config", Severity.CAUSE, f"{name}: container {c.name} cannot be created ({c.reason}): {detail}")
+        return
+    if c.ready is False and info.status == "Running":
+        probes = [e.message for e in info.events if "probe failed" in e.message.lower()]
+        if probes:
+            result.add("probe_failing", Severity.PROBLEM, f"{name}: container {c.name} is running but not ready: {probes[-1]}")
+
+
+@analyzer("k8s.logs")
+def logs(output: Output, facts: Facts) -> Analysis:
+    """Container logs: unreachable dependencies (host:port) and the last fatal error."""
+    if failed := failure(output):
+        return failed
+    lines = [line for line in output.text.splitlines() if line.strip()]
+    pod = str(output.item or output.params.get("pod", "the pod"))
+    result = Analysis(summary=f"{len(lines)} log lines")
+    network = [line for line in lines if NETWORK_ERRORS.search(line)]
+    targets: list[tuple[str, int]] = []
+    for line in network:
+        for target in find_host_ports(line):
+            if target not in targets:
+                targets.append(target)
+    if targets:
+        kind = "connection refused" if any("refused" in line.lower() for line in network) else "connection failures"
+        where = ", ".join(f"{h}:{p}" for h, p in targets)
+        result.facts["dependency_ports"] = [p for _, p in targets]
+        result.facts["dependency_hosts"] = [h for h, _ in targets]
+        result.summary = f"{len(network)} lines with {kind} to {where}"
+        result.add(
+            "dependency_unreachable", Severity.PROBLEM,
+            f"{pod}'s log shows {kind} to {where} ({len(network)} times); the app cannot reach that dependency and exits.",
+            target=where,
+        )
+    errors = [line.strip() for line in lines if APP_ERRORS.search(line)]
+    if errors:
+        result.add("log_error", Severity.PROBLEM if not targets else Severity.INFO, f"Last error in {pod}'s log: {errors[-1][:300]}")
+    return result
+
+
+@analyzer("k8s.services")
+def services(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get services``: which Service is the unreachable dependency."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_services(output.stdout)
+    result = Analysis(summary=", ".join(f"{s.name} ({'/'.join(f'{p}/{proto}' for p, proto in s.ports)})" for s in rows) or "no services")
+    ports = {int(p) for p in facts.get("dependency_ports", [])}
+    hosts = [str(h).split(".")[0] for h in facts.get("dependency_hosts", [])]
+    matched = [s for s in rows if s.name in hosts] or [s for s in rows if ports & {p for p, _ in s.ports}]
+    if matched:
+        result.facts["dependency_services"] = [s.name for s in matched]
+        for s in matched:
+            result.add(
+                "dependency_service", Severity.INFO,
+                f"Service {s.name} exposes port {', '.join(str(p) for p, _ in s.ports)}, the port the failing app cannot reach.",
+            )
+    elif ports:
+        result.add(
+            "dependency_outside", Severity.PROBLEM,
+            f"No Service in this namespace exposes port {', '.join(map(str, sorted(ports)))}: the dependency lives elsewhere "
+            "(another namespace or outside the cluster) and is down or unreachable from here.",
+        )
+    return result
+
+
+@analyzer("k8s.describe_service")
+def describe_service(output: Output, facts: Facts) -> Analysis:
+    """``kubectl describe service``: selector and endpoints."""
+    if failed := failure(output):
+        return failed
+    info = k.describe_service(output.stdout)
+    selector = ",".join(f"{k_}={v}" for k_, v in info.selector.items())
+    ports = ", ".join(f"{p}/{proto}" for _, p, proto in info.ports)
+    result = Analysis(summary=f"selector {selector or 'none'}, port {ports}, endpoints {', '.join(info.endpoints) or 'none'}")
+    if not info.endpoints:
+        if selector:
+            result.facts["dependency_selectors"] = [selector]
+            result.facts["service_of_selector"] = {selector: info.name}
+        result.add(
+            "service_no_endpoints", Severity.PROBLEM,
+            f"Service {info.name} ({ports}) has no endpoints: no ready pod matches its selector {selector or '(none)'}, "
+            "so connections to it are refused.",
+            service=info.name,
+        )
+    return result
+
+
+@analyzer("k8s.endpoints")
+def endpoints(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get endpoints``."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_table(output.stdout)
+    empty = [r["NAME"] for r in rows if r.get("ENDPOINTS", "") in ("", "<none>")]
+    result = Analysis(summary=", ".join(f"{r.get('NAME')}: {r.get('ENDPOINTS')}" for r in rows))
+    for name in empty:
+        result.add("service_no_endpoints", Severity.PROBLEM, f"Service {name} has no endpoints.")
+    return result
+
+
+@analyzer("k8s.events")
+def events(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get events``: the warnings, newest last."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_events(output.stdout)
+    warnings = [e for e in rows if e.type == "Warning"]
+    result = Analysis(summary=f"{len(rows)} events, {len(warnings)} warnings")
+    seen: set[str] = set()
+    for e in warnings[-6:]:
+        key = f"{e.object}{e.reason}"
+        if key not in seen:
+            seen.add(key)
+            result.add("warning_event", Severity.INFO, f"{e.object}: {e.reason}: {e.message}")
+    return result
+
+
+@analyzer("k8s.pvcs")
+def pvcs(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get pvc``: claims that are not Bound."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_table(output.stdout)
+    pending = [r for r in rows if r.get("STATUS") != "Bound"]
+    result = Analysis(summary=", ".join(f"{r.get('NAME')} {r.get('STATUS')} ({r.get('STORAGECLASS', '')})" for r in rows) or "no claims")
+    if pending:
+        result.facts["unbound_claims"] = [r["NAME"] for r in pending]
+        for r in pending:
+            result.add(
+                "pvc_unbound", Severity.PROBLEM,
+                f"PersistentVolumeClaim {r.get('NAME')} is {r.get('STATUS')} (storage class {r.get('STORAGECLASS') or 'none'}).",
+            )
+    return result
+
+
+@analyzer("k8s.describe_pvc")
+def describe_pvc(output: Output, facts: Facts) -> Analysis:
+    """``kubectl describe pvc``: why a claim is not bound."""
+    if failed := failure(output):
+        return failed
+    info = k.describe_pvc(output.stdout)
+    result = Analysis(summary=f"{info.name}: {info.status}, storage class {info.storage_class or 'none'}")
+    if info.status == "Bound":
+        return result
+    messages = [e.message for e in info.events if e.type == "Warning"] or [e.message for e in info.events]
+    last = messages[-1] if messages else ""
+    missing = re.search(r'storageclass[.\w]*\s+"([^"]+)"\s+not found', last, re.IGNORECASE)
+    if missing:
+        result.facts["missing_storageclass"] = missing.group(1)
+        result.add(
+            "pvc_missing_storageclass", Severity.CAUSE,
+            f"PersistentVolumeClaim {info.name} is {info.status}: it asks for storage class {missing.group(1)}, which does "
+            f"not exist in the cluster (\"{last}\"), so no volume is provisioned and the pod using it stays Pending.",
+            claim=info.name, storage_class=missing.group(1),
+        )
+    elif "waiting for first consumer" in last.lower():
+        result.add("pvc_waiting_consumer", Severity.INFO, f"{info.name} waits for a pod to be scheduled before binding.")
+    else:
+        result.add("pvc_unbound", Severity.PROBLEM, f"PersistentVolumeClaim {info.name} is {info.status}: {last or 'no events'}")
+    return result
+
+
+@analyzer("k8s.storageclasses")
+def storageclasses(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get storageclass``: what exists, and the default."""
+    if failed := failure(output):
+        return failed
+    names = [r.get("NAME", "") for r in k.parse_table(output.stdout)]
+    result = Analysis(summary="storage classes: " + (", ".join(names) or "none"))
+    wanted = facts.get("missing_storageclass")
+    if wanted:
+        result.add(
+            "storageclass_choices", Severity.INFO,
+            f"Storage classes that do exist: {', '.join(names) or 'none'} (not {wanted}).",
+        )
+    return result
+
+
+@analyzer("k8s.top_nodes")
+def top_nodes(output: Output, facts: Facts) -> Analysis:
+    """``kubectl top nodes``: nodes near their CPU or memory capacity."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_top(output.stdout)
+    result = Analysis(summary=", ".join(f"{u.name} CPU {u.cpu_percent}% memory {u.memory_percent}%" for u in rows))
+    hot = [u for u in rows if (u.cpu_percent or 0) >= 85 or (u.memory_percent or 0) >= 85]
+    if hot:
+        result.facts["busy_nodes"] = [u.name for u in hot]
+        result.add(
+            "nodes_busy", Severity.PROBLEM,
+            "Nodes near capacity: " + ", ".join(f"{u.name} (CPU {u.cpu_percent}%, memory {u.memory_percent}%)" for u in hot) + ".",
+        )
+    return result
+
+
+@analyzer("k8s.top_pods")
+def top_pods(output: Output, facts: Facts) -> Analysis:
+    """``kubectl top pods``: the biggest consumers."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_top(output.stdout)
+    by_cpu = sorted(rows, key=lambda u: -(u.cpu_m or 0))
+    total = sum(u.cpu_m or 0 for u in rows) or 1
+    top = [u for u in by_cpu[:3] if u.cpu_m]
+    result = Analysis(summary=", ".join(f"{u.name} {u.cpu_m}m CPU {_mib(u.memory_bytes)}" for u in by_cpu[:6]))
+    if top:
+        share = sum(u.cpu_m or 0 for u in top) * 100 // total
+        result.add(
+            "top_consumers", Severity.PROBLEM if share >= 60 and len(rows) > len(top) else Severity.INFO,
+            "Most CPU goes to " + ", ".join(f"{u.name} ({u.cpu_m}m, {_mib(u.memory_bytes)})" for u in top)
+            + f": {share}% of what these pods use.",
+        )
+    return result
+
+
+def _mib(value: int | None) -> str:
+    return f"{value // (1024 * 1024)}Mi memory" if value else "? memory"
+
+
+@analyzer("k8s.describe_nodes")
+def describe_nodes(output: Output, facts: Facts) -> Analysis:
+    """``kubectl describe nodes``: pressure conditions, allocation, taints."""
+    if failed := failure(output):
+        return failed
+    nodes = k.describe_nodes(output.stdout)
+    result = Analysis(summary=", ".join(
+        f"{n.name} requests CPU {n.allocated_percent.get('cpu', '?')}% memory {n.allocated_percent.get('memory', '?')}%"
+        for n in nodes
+    ))
+    for n in nodes:
+        pressure = [c for c, status in n.conditions.items() if c.endswith("Pressure") and status == "True"]
+        if pressure:
+            result.add(
+                "node_pressure", Severity.CAUSE,
+                f"Node {n.name} reports {', '.join(pressure)}: the kubelet evicts pods to recover "
+                f"(requests: CPU {n.allocated_percent.get('cpu', '?')}%, memory {n.allocated_percent.get('memory', '?')}%).",
+                node=n.name,
+            )
+        if n.conditions.get("Ready") not in (None, "True"):
+            result.add("node_not_ready", Severity.CAUSE, f"Node {n.name} is NotReady ({n.conditions.get('Ready')}).")
+        full = {r: p for r, p in n.allocated_percent.items() if p >= 90 and r in ("cpu", "memory")}
+        if full:
+            result.add(
+                "node_full", Severity.PROBLEM,
+                f"Node {n.name} has " + " and ".join(f"{p}% of its {r}" for r, p in full.items()) + " already requested.",
+            )
+        if n.taints:
+            result.add("node_taints", Severity.INFO, f"Node {n.name} taints: {', '.join(n.taints)}.")
+        if n.unschedulable:
+            result.add("node_cordoned", Severity.PROBLEM, f"Node {n.name} is cordoned (unschedulable).")
+    return result
+
+
+@analyzer("k8s.nodes")
+def nodes(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get nodes``: NotReady nodes."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_table(output.stdout)
+    result = Analysis(summary=", ".join(f"{r.get('NAME')} {r.get('STATUS')}" for r in rows))
+    for r in rows:
+        if not r.get("STATUS", "").startswith("Ready") or "SchedulingDisabled" in r.get("STATUS", ""):
+            result.add("node_not_ready", Severity.PROBLEM, f"Node {r.get('NAME')} is {r.get('STATUS')}.")
+    return result
+
+
+@analyzer("k8s.deployments")
+def deployments(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get deployments``: deployments short of ready replicas."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_table(output.stdout)
+    result = Analysis(summary=", ".join(f"{r.get('NAME')} {r.get('READY')}" for r in rows))
+    for r in rows:
+        ready, _, want = r.get("READY", "0/0").partition("/")
+        if ready.isdigit() and want.isdigit() and int(ready) < int(want):
+            result.add("deployment_short", Severity.PROBLEM, f"Deployment {r.get('NAME')} has {ready} of {want} replicas ready.")
+    return result
+
+
+@analyzer("k8s.describe_deployment")
+def describe_deployment(output: Output, facts: Facts) -> Analysis:
+    """``kubectl describe deployment``: image, replicas, rollout conditions."""
+    if failed := failure(output):
+        return failed
+    info = k.describe_deployment(output.stdout)
+    result = Analysis(summary=f"{info.name}: replicas {info.replicas}; image {info.image}")
+    if info.conditions.get("Progressing") == "False" or info.conditions.get("Available") == "False":
+        result.add("rollout_stuck", Severity.PROBLEM, f"Deployment {info.name} is not progressing or not available ({info.conditions}).")
+    return result

@@ -1,0 +1,249 @@
+"""Reading web server output: unit status, error logs, config tests and dumps, sockets, disk, certificates."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from brain.analyzers import Output, analyzer
+from brain.analyzers.common import failure
+from brain.models import Analysis, Facts, Severity
+from brain.parsers import logs as lp
+from brain.parsers import system as sp
+
+DIRECTIVE = re.compile(r"^\s*(error_log|ssl_certificate|proxy_pass|fastcgi_pass|uwsgi_pass|server)\s+([^;\s]+)", re.M)
+SOON_DAYS = 30
+
+
+@analyzer("web.status")
+def status(output: Output, facts: Facts) -> Analysis:
+    """``systemctl status``: is the server up, and what did its last start say."""
+    unit = str(output.params.get("unit", "the server"))
+    parsed = sp.parse_systemctl_status(output.stdout)
+    if parsed is None:
+        if "could not be found" in output.text:
+            # No nginx here: the same diagnosis continues with Apache, the other server this squad knows.
+            switch = {"server": "apache2"} if unit == "nginx" else {}
+            return Analysis(summary=f"{unit} is not installed here", facts={"missing_units": [unit], **switch})
+        return failure(output) or Analysis(summary="no status")
+    result = Analysis(summary=f"{unit}: {parsed.active} ({parsed.sub}) since {parsed.since or '?'}")
+    result.facts["server_active"] = parsed.active
+    errors = lp.parse_config_errors("\n".join(parsed.log))
+    if parsed.active == "failed":
+        result.facts["server_failed"] = True
+        text = f"{unit} is not running: systemd reports {parsed.active} ({parsed.sub}) since {parsed.since}."
+        if errors:
+            e = errors[0]
+            text += f" Its last start failed with: {e.message} in {e.file}:{e.line}."
+        result.add("server_failed", Severity.PROBLEM, text)
+    elif parsed.active == "active":
+        result.add("server_running", Severity.OK, f"{unit} is running (main PID {parsed.main_pid}).")
+    return result
+
+
+@analyzer("web.config_test")
+def config_test(output: Output, facts: Facts) -> Analysis:
+    """``nginx -t`` / ``apache2ctl configtest``: the failing file and line."""
+    if output.missing:
+        return Analysis(summary="not available on this node (exit 127)")
+    errors = lp.parse_config_errors(output.text)
+    if output.exit_code == 0 and not errors:
+        return Analysis(summary="configuration test passed", facts={"config_ok": True})
+    result = Analysis(summary=f"configuration test failed (exit code {output.exit_code})")
+    for e in errors[:3]:
+        where = f"{e.file} line {e.line}" if e.file and e.line is not None else (e.file or "the configuration")
+        result.facts["config_errors"] = [f"{e.file}:{e.line}"]
+        result.add(
+            "config_error", Severity.CAUSE,
+            f"The configuration test fails: {e.message} in {where} ({e.file}:{e.line}). "
+            "The server cannot start or reload until that line is fixed.",
+            file=e.file, line=e.line,
+        )
+    if not errors:
+        last = next((ln for ln in reversed(output.text.splitlines()) if ln.strip()), "")
+        result.add("config_error", Severity.CAUSE, f"The configuration test fails: {last}")
+    return result
+
+
+@analyzer("web.config_dump")
+def config_dump(output: Output, facts: Facts) -> Analysis:
+    """``nginx -T``: where the server logs, what it proxies to, which certificates it serves."""
+    if failed := failure(output):
+        return failed
+    found: dict[str, list[str]] = {}
+    for name, value in DIRECTIVE.findall(output.stdout):
+        found.setdefault(name, [])
+        if value not in found[name]:
+            found[name].append(value.strip("\"'"))
+    logs = [v for v in found.get("error_log", []) if v.startswith("/")]
+    upstreams = [u for u in (lp.parse_upstream(v) for v in found.get("proxy_pass", []) + found.get("fastcgi_pass", [])) if u]
+    certs = [v for v in found.get("ssl_certificate", []) if v.startswith("/")]
+    result = Analysis(
+        summary=f"{len(logs)} error logs, {len(upstreams)} upstreams, {len(certs)} certificates in the configuration"
+    )
+    result.facts["error_logs"] = logs
+    result.facts["certificates"] = certs
+    result.facts["config_upstreams"] = [f"{u.host}:{u.port}" for u in upstreams if u.port]
+    return result
+
+
+def _upstream_errors(text: str) -> list[tuple[str, lp.Upstream | None]]:
+    """(message, upstream) for every proxy failure in an nginx or Apache error log."""
+    out: list[tuple[str, lp.Upstream | None]] = []
+    for line in text.splitlines():
+        nginx = lp.parse_nginx_error(line)
+        if nginx and nginx.upstream:
+            out.append((nginx.message, lp.parse_upstream(nginx.upstream)))
+            continue
+        apache = lp.parse_apache_error(line)
+        if apache and "proxy" in apache.module:
+            targets = lp.find_host_ports(apache.message)
+            up = lp.Upstream(scheme="http", host=targets[0][0], port=targets[0][1]) if targets else None
+            out.append((apache.message, up))
+    return out
+
+
+@analyzer("web.error_log")
+def error_log(output: Output, facts: Facts) -> Analysis:
+    """An nginx or Apache error log: failing upstreams, disk full, permission problems."""
+    if failed := failure(output):
+        return failed
+    lines = [ln for ln in output.text.splitlines() if ln.strip()]
+    result = Analysis(summary=f"{len(lines)} lines")
+    proxy = _upstream_errors(output.text)
+    if proxy:
+        targets: list[str] = []
+        for _, up in proxy:
+            if up and up.port and f"{up.host}:{up.port}" not in targets:
+                targets.append(f"{up.host}:{up.port}")
+        refused = sum("refused" in m.lower() for m, _ in proxy)
+        timed = sum("timed out" in m.lower() for m, _ in proxy)
+        kind = "connection refused" if refused >= timed else "timed out"
+        result.facts["upstreams"] = targets
+        result.summary = f"{len(proxy)} upstream errors ({kind}) for {', '.join(targets) or 'the backend'}"
+        result.add(
+            "upstream_errors", Severity.PROBLEM,
+            f"The error log has {len(proxy)} upstream failures: {kind} while connecting to upstream "
+            f"{', '.join(targets) or '(unknown)'} — that is what the clients see as 502/503/504.",
+            upstream=", ".join(targets),
+        )
+    space = [ln for ln in lines if "no space left on device" in ln.lower()]
+    if space:
+        result.facts["disk_full_suspected"] = True
+        result.add("log_no_space", Severity.PROBLEM, f"The error log reports \"No space left on device\" ({len(space)} times).")
+    config = lp.parse_config_errors(output.text)
+    if config and not proxy:
+        e = config[-1]
+        result.add("config_error", Severity.PROBLEM, f"The log shows a configuration error: {e.message} in {e.file}:{e.line}.")
+    if not proxy and not space and not config:
+        errs = [ln for ln in lines if re.search(r"\[(error|crit|alert|emerg)\]|:error\]|:crit\]", ln)]
+        if errs:
+            result.add("log_errors", Severity.INFO, f"Last error: {errs[-1][:300]}")
+    return result
+
+
+@analyzer("web.sockets")
+def sockets(output: Output, facts: Facts) -> Analysis:
+    """``ss -ltnp``: is anything listening where the server proxies to."""
+    if failed := failure(output):
+        return failed
+    socks = sp.parse_ss(output.stdout)
+    ports = sorted({s.port for s in socks if s.port is not None})
+    result = Analysis(summary="listening on " + ", ".join(str(p) for p in ports))
+    for target in [*facts.get("upstreams", []), *facts.get("config_upstreams", [])]:
+        host, _, port = str(target).rpartition(":")
+        if not port.isdigit() or f"checked:{target}" in result.facts:
+            continue
+        result.facts[f"checked:{target}"] = True
+        listeners = sp.listening_on(socks, int(port), host or None)
+        if listeners:
+            names = ", ".join(f"{p.name} (pid {p.pid})" for s in listeners for p in s.processes) or "a process"
+            result.add("upstream_listening", Severity.INFO, f"{names} listens on {target}, the upstream.")
+        else:
+            result.facts["dead_upstreams"] = [target]
+            result.add(
+                "upstream_down", Severity.CAUSE,
+                f"Nothing is listening on {target}: the upstream the server proxies to is down, so connections are "
+                f"refused and clients get 502 Bad Gateway. Start (or fix) the application that should listen on port {port}.",
+                upstream=target, port=port,
+            )
+    for key in [k for k in result.facts if k.startswith("checked:")]:
+        del result.facts[key]
+    return result
+
+
+@analyzer("web.disk")
+def disk(output: Output, facts: Facts) -> Analysis:
+    """``df -h``: full file systems."""
+    if failed := failure(output):
+        return failed
+    systems = sp.parse_df(output.stdout)
+    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%" for f in systems if not f.source.startswith(("tmpfs", "devtmpfs", "udev"))))
+    full = [f for f in systems if f.use_percent >= 90]
+    if full:
+        result.facts["full_mounts"] = [f.mount for f in full]
+        for f in full:
+            severity = Severity.CAUSE if f.use_percent >= 98 else Severity.PROBLEM
+            result.add(
+                "disk_full", severity,
+                f"The file system on {f.mount} ({f.source}) is {f.use_percent}% full: {f.used} used of {f.size}, "
+                f"{f.available} left. Writes there fail with \"No space left on device\".",
+                mount=f.mount, percent=f.use_percent,
+            )
+    return result
+
+
+@analyzer("web.dir_size")
+def dir_size(output: Output, facts: Facts) -> Analysis:
+    """``du -sh``."""
+    if failed := failure(output):
+        return failed
+    rows = sp.parse_du(output.stdout)
+    result = Analysis(summary=", ".join(f"{path} {size}" for size, path in rows))
+    for size, path in rows:
+        result.add("dir_size", Severity.INFO, f"{path} holds {size}.")
+    return result
+
+
+@analyzer("web.certificate")
+def certificate(output: Output, facts: Facts) -> Analysis:
+    """``openssl x509 -enddate``: expired or expiring certificates."""
+    if failed := failure(output):
+        return failed
+    cert = sp.parse_openssl_x509(output.stdout)
+    path = str(output.params.get("path", output.item or "the certificate"))
+    if cert is None or cert.not_after is None:
+        return Analysis(summary="no certificate dates in the output")
+    now = datetime.now(UTC)
+    days = (cert.not_after - now).days
+    date = cert.not_after.strftime("%Y-%m-%d %H:%M UTC")
+    result = Analysis(summary=f"{cert.subject}: valid until {date}")
+    if cert.not_after <= now:
+        result.add(
+            "cert_expired", Severity.CAUSE,
+            f"The certificate {path} ({cert.subject}) expired on {date}, {-days} days ago: browsers refuse the site. "
+            "Renew it and reload the server.",
+            path=path, date=date,
+        )
+    elif days <= SOON_DAYS:
+        result.add(
+            "cert_expiring", Severity.PROBLEM,
+            f"The certificate {path} ({cert.subject}) expires on {date}, in {days} days. Renew it before then.",
+            path=path, date=date,
+        )
+    else:
+        result.add("cert_ok", Severity.OK, f"The certificate {path} is valid until {date} ({days} days).")
+    return result
+
+
+@analyzer("web.journal")
+def journal(output: Output, facts: Facts) -> Analysis:
+    """The server's journal: start failures and config errors."""
+    if failed := failure(output):
+        return failed
+    errors = lp.parse_config_errors(output.text)
+    result = Analysis(summary=f"{len(output.text.splitlines())} journal lines")
+    if errors:
+        e = errors[-1]
+        result.add("config_error", Severity.CAUSE, f"The journal shows the start failing: {e.message} in {e.file}:{e.line}.", file=e.file, line=e.line)
+    return result

@@ -1,0 +1,127 @@
+"""Pulling the values a runbook needs (pod, namespace, unit, pid, ...) out of a message.
+
+Everything found here is untrusted text. Each value is checked by the same
+validator its tool parameter uses, so a value that would be refused later is
+refused now, with a message that says what a valid one looks like.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from permissions.validators import ValueRejected, from_spec
+
+# Words that follow "pod", "service", "in", ... in ordinary sentences but are never names.
+STOPWORDS = frozenset(
+    """a an the is are was were be been it its this that these those my our your their his her
+    in on of for to from with by at as and or but not no any some all every each which what who
+    keeps keep has have had does do did can could should would will named called name names
+    pod pods service services namespace namespaces deployment deployments container node nodes
+    application app apps here there now today yesterday please again still also just only
+    state status crashloopbackoff restarting crashing running pending failing broken down up
+    never ever become becomes became keep kept won't wont cannot can't stuck after before since
+    delete remove kill restart reload scale describe show get list check run execute look see
+    why how when where""".split()
+)
+
+# Up to white space or a comma: a token with shell punctuation is captured whole and
+# then fails its validator, rather than being silently cut down to a valid prefix.
+NAME = r"([^\s,]+)"
+SLOT_TYPES: dict[str, str] = {
+    "namespace": "k8s_name",
+    "pod": "k8s_name",
+    "service": "k8s_name",
+    "deployment": "k8s_name",
+    "container": "k8s_name",
+    "app": "k8s_name",
+    "replicas": "int:0..1000",
+    "pid": "pid",
+    "path": "path:/",
+    "server": "enum:nginx,apache2,httpd",
+}
+
+# Slots that name what a question is about; a new question forgets the previous subject
+# (the namespace, the server and the node carry over).
+SUBJECT_SLOTS = ("pod", "service", "deployment", "container", "app", "pid", "path", "replicas")
+
+PATTERNS: dict[str, list[re.Pattern[str]]] = {
+    slot: [re.compile(p, re.IGNORECASE) for p in patterns]
+    for slot, patterns in {
+        "namespace": [
+            rf"\bnamespace\s*[:=]\s*{NAME}",
+            rf"(?:^|\s)(?:-n|--namespace)[=\s]+{NAME}",
+            rf"\bns\s*[:=]\s*{NAME}",
+            rf"(?:^|\s){NAME}\s+namespace\b",
+            rf"\bnamespace\s+{NAME}",
+            rf"\bin\s+(?:the\s+)?{NAME}(?=\s*(?:[.,;!?)]|$)|\s+(?:ns|is|are|was|were|keeps?|has|have|had|won't|never|cannot|can't|seems?)\b)",
+        ],
+        "pod": [
+            rf"\bpods?/{NAME}",
+            rf"\bpod\s*[:=]\s*{NAME}",
+            rf"\bpod\s+(?:named\s+|called\s+)?{NAME}",
+            r"\b([a-z][a-z0-9-]*-[a-z0-9]{6,10}-[a-z0-9]{5})\b",
+        ],
+        "service": [
+            rf"\b(?:svc|service)/{NAME}",
+            rf"\b(?:service|svc)\s*[:=]\s*{NAME}",
+            rf"\b(?:service|svc)\s+(?:named\s+|called\s+)?{NAME}",
+        ],
+        "deployment": [
+            rf"\b(?:deploy|deployment)/{NAME}",
+            rf"\bdeployment\s*[:=]\s*{NAME}",
+            rf"\bdeployment\s+(?:named\s+|called\s+)?{NAME}",
+            rf"(?:^|\s){NAME}\s+deployment\b",
+            rf"\bscale\s+(?:the\s+)?(?:up\s+|down\s+)?{NAME}",
+        ],
+        "container": [rf"\bcontainer\s*[:=]?\s*{NAME}", rf"(?:^|\s)-c\s+{NAME}"],
+        "app": [rf"(?:^|\s){NAME}\s+(?:pods|app|application|containers|deploy|deployment|rollout|release)\b"],
+        "replicas": [r"--replicas[=\s]+(\d+)", r"\bto\s+(\d+)\b", r"\b(\d+)\s+replicas?\b"],
+        "pid": [r"\bpid\s*[:=#]?\s*(\d+)", r"\b(?:backend|session|process|connection)\s+(\d+)\b"],
+        "path": [r"(?<![\w.~/-])(/[A-Za-z0-9._@+,:=/-]*[A-Za-z0-9_])"],
+        "server": [r"\b(nginx|apache2?|httpd)\b"],
+    }.items()
+}
+ALIASES = {"server": {"apache": "apache2"}}
+
+
+@dataclass
+class Extraction:
+    """Values found in a message, and the ones that failed their validator."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _candidates(slot: str, text: str) -> Iterable[str]:
+    for pattern in PATTERNS[slot]:
+        for match in pattern.finditer(text):
+            value = match.group(1).rstrip(".,;:!?)'\"").lstrip("('\"")
+            if value.lower() in STOPWORDS:
+                continue
+            yield ALIASES.get(slot, {}).get(value.lower(), value)
+
+
+def extract(text: str, slots: Iterable[str] = SLOT_TYPES) -> Extraction:
+    """The first plausible value of each slot in ``text``, validated."""
+    found = Extraction()
+    for slot in slots:
+        if slot not in PATTERNS:
+            continue
+        for value in _candidates(slot, text):
+            if slot == "server":
+                value = value.lower()
+            try:
+                found.values[slot] = from_spec(SLOT_TYPES[slot]).validate(value, what=slot)
+            except ValueRejected as exc:
+                found.errors.setdefault(slot, str(exc))
+                continue
+            found.errors.pop(slot, None)
+            break
+    return found
+
+
+def validate_slot(slot: str, value: str) -> str:
+    """Check one value against its slot's validator (raises ``ValueRejected``)."""
+    return from_spec(SLOT_TYPES.get(slot, "any")).validate(value, what=slot)

@@ -1,0 +1,94 @@
+"""Recognising what the user wants from ordinary wording.
+
+A trigger is a phrase of word groups: ``keeps restart*`` or
+``terminate|kill session|backend|pid``. Each group is a set of alternatives
+(globs allowed); the groups must appear in order, with at most a few words
+between them, so "terminate the blocking session" matches the second example.
+A runbook scores the sum of the group counts of the triggers it matches: a
+longer, more specific phrase outweighs a single word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Protocol, TypeVar
+
+WORD = re.compile(r"[a-z0-9][a-z0-9_.'/-]*[a-z0-9]|[a-z0-9]")
+MAX_GAP = 4
+AFFIRMATIVE = {"yes", "y", "yep", "yeah", "sure", "ok", "okay", "please", "go", "do"}
+NEGATIVE = {"no", "nope", "nah", "don't", "dont", "cancel", "stop"}
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of ``text`` with surrounding punctuation dropped."""
+    return WORD.findall(text.lower())
+
+
+@lru_cache(maxsize=4096)
+def _groups(trigger: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(alt for alt in group.split("|") if alt) for group in trigger.lower().split())
+
+
+def _matches_word(alternatives: Sequence[str], word: str) -> bool:
+    return any(fnmatchcase(word, alt) if any(c in alt for c in "*?[") else word == alt for alt in alternatives)
+
+
+def trigger_matches(trigger: str, text_words: Sequence[str]) -> bool:
+    """Whether the trigger's groups appear in order, each within MAX_GAP words of the previous."""
+    groups = _groups(trigger)
+    if not groups:
+        return False
+    for start, word in enumerate(text_words):
+        if not _matches_word(groups[0], word):
+            continue
+        pos, ok = start, True
+        for group in groups[1:]:
+            window = text_words[pos + 1 : pos + 2 + MAX_GAP]
+            hit = next((i for i, w in enumerate(window) if _matches_word(group, w)), None)
+            if hit is None:
+                ok = False
+                break
+            pos = pos + 1 + hit
+        if ok:
+            return True
+    return False
+
+
+def score(triggers: Iterable[str], text_words: Sequence[str]) -> int:
+    """Sum of the group counts of every matching trigger (0: no match)."""
+    return sum(len(_groups(t)) for t in triggers if trigger_matches(t, text_words))
+
+
+class Triggered(Protocol):
+    @property
+    def triggers(self) -> list[str]: ...
+
+
+T = TypeVar("T", bound=Triggered)
+
+
+def best_match(candidates: Sequence[T], text: str) -> tuple[T | None, int]:
+    """The candidate whose triggers score highest for ``text`` (first wins a tie)."""
+    text_words = words(text)
+    best: T | None = None
+    best_score = 0
+    for candidate in candidates:
+        value = score(candidate.triggers, text_words)
+        if value > best_score:
+            best, best_score = candidate, value
+    return best, best_score
+
+
+def is_affirmative(text: str) -> bool:
+    """A reply that accepts an offer: starts with yes, sure, ok, go ahead, please do..."""
+    found = words(text)
+    return bool(found) and found[0] in AFFIRMATIVE and not (set(found[:3]) & NEGATIVE)
+
+
+def is_negative(text: str) -> bool:
+    """A reply that declines an offer."""
+    found = words(text)
+    return bool(found) and found[0] in NEGATIVE

@@ -1,0 +1,139 @@
+"""Runbooks as data: what the brain recognises, asks for, runs and offers.
+
+A squad bundle's ``runbooks.yaml`` holds ``runbooks`` (diagnoses: triggers,
+the slots they need, steps that follow the evidence, offers of a next
+diagnostic) and ``actions`` (state changes, which the brain only ever turns
+into approval requests).
+
+Steps form a small forward-chaining system: the brain runs, in order, the
+first step whose ``when`` conditions hold and whose command has not run yet in
+this diagnosis, feeds the output to the tool's analyzer, records the facts and
+findings it returns, and starts again from the top. So "connection refused to
+host:port" in a log sets a fact that makes the "which Service exposes that
+port" step eligible, and so on, without the runbook spelling out the order of
+every branch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Facts = dict[str, Any]
+CONDITION = re.compile(r"^!?[a-z_][a-z0-9_]*(=[A-Za-z0-9_.-]+)?$")
+
+
+class Severity(IntEnum):
+    """How much a finding explains: the reply leads with the deepest cause."""
+
+    OK = 0
+    INFO = 1
+    PROBLEM = 2
+    CAUSE = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing an analyzer established, in words an engineer can act on."""
+
+    code: str
+    severity: Severity
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """What an analyzer made of one command's output."""
+
+    summary: str = ""
+    facts: Facts = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    def add(self, code: str, severity: Severity, text: str, **data: Any) -> None:
+        self.findings.append(Finding(code=code, severity=severity, text=text, data=data))
+
+
+def _conditions(values: list[str]) -> list[str]:
+    for value in values:
+        if not CONDITION.match(value):
+            raise ValueError(f"condition {value!r}: write a fact name, !name (unset) or name=value")
+    return values
+
+
+class Step(BaseModel):
+    """One tool call of a runbook, eligible when its conditions hold."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tool: str
+    with_: dict[str, str | int | bool] = Field(default_factory=dict, alias="with")
+    when: list[str] = Field(default_factory=list)
+    foreach: str | None = Field(default=None, description="A fact holding a list; each item is {item}.")
+    limit: int = Field(default=3, ge=1, le=20)
+    analyze: str | None = None
+    why: str = ""
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: list[str]) -> list[str]:
+        return _conditions(value)
+
+
+class Offer(BaseModel):
+    """A next diagnostic the reply offers; "yes" runs its steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: list[str] = Field(default_factory=list)
+    text: str
+    steps: list[Step] = Field(min_length=1)
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: list[str]) -> list[str]:
+        return _conditions(value)
+
+
+class Runbook(BaseModel):
+    """A diagnosis the brain recognises from the user's words."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    title: str
+    triggers: list[str] = Field(min_length=1)
+    needs: dict[str, str] = Field(default_factory=dict, description="slot -> the question to ask when it is missing")
+    defaults: dict[str, str | int] = Field(default_factory=dict)
+    seed: dict[str, str] = Field(default_factory=dict, description="list fact <- slot, when the slot is known")
+    steps: list[Step] = Field(min_length=1)
+    offers: list[Offer] = Field(default_factory=list)
+    advice: dict[str, str] = Field(default_factory=dict, description="finding code -> next step")
+    max_steps: int = Field(default=12, ge=1, le=40)
+
+
+class Action(BaseModel):
+    """A state change the user asks for; it is only ever requested for approval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    title: str
+    triggers: list[str] = Field(min_length=1)
+    tool: str
+    params: dict[str, str | int] = Field(default_factory=dict, description="tool parameter <- '{slot}' or a literal")
+    needs: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, str | int] = Field(default_factory=dict)
+
+
+class RunbookBundle(BaseModel):
+    """``runbooks.yaml`` of a squad bundle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runbooks: list[Runbook] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)

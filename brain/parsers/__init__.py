@@ -1,0 +1,1 @@
+"""Parsers that turn diagnostic command output into typed records."""

@@ -1,0 +1,555 @@
+"""Parsers for kubectl's human-readable output.
+
+kubectl's tables come out of a tabwriter and ``describe`` prints indented
+``Key: value`` blocks. Neither layout is a contract (column widths follow the
+data, versions add columns), so tables are cut where their header words start
+and describe output is read by indentation and field names, never by fixed
+character positions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import textwrap
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+# Header cells are separated by 2+ spaces; a single space belongs to the name ("LAST SEEN").
+_HEADER_CELL = re.compile(r"\S+(?: \S+)*")
+# The dashed rule under describe tables ("----  ------").
+_RULE = re.compile(r"^[\s-]+$")
+# The key is whatever precedes the first colon, and that colon must end the token.
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[^:]+):(?:[ \t]+(?P<value>.*))?$")
+_NONE = frozenset({"", "<none>", "<unknown>", "<unset>"})
+_QUANTITY = re.compile(r"^(?P<num>\d+(?:\.\d*)?|\.\d+)(?:(?P<exp>[eE][+-]?\d+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkKMGTPE]))?$")
+_SUFFIX = {
+    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal(10**3), "K": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
+    "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18),
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40), "Pi": Decimal(2**50), "Ei": Decimal(2**60),
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Kubernetes event, from `kubectl get events` or a describe Events table."""
+    type: str
+    reason: str
+    age: str
+    source: str
+    message: str
+    object: str = ""
+
+
+def _cut_row(line: str, starts: list[int]) -> list[str]:
+    """Split one table row at the column starts, moving a cut off any word it would split."""
+    cuts = [0]
+    pushed = False  # the previous cut had to move right, so later cells are shifted too
+    for start in starts[1:]:
+        prev = cuts[-1]
+        pos = max(start, prev)
+        moved = False
+        if 0 < pos < len(line) and not line[pos - 1].isspace() and not line[pos].isspace():
+            left = pos
+            while left > prev and not line[left - 1].isspace():
+                left -= 1
+            right = pos
+            while right < len(line) and not line[right].isspace():
+                right += 1
+            before = line[prev:left]
+            # A word straddling the column start is this column's value started early when a
+            # column gap (2+ spaces, which values never contain) or proximity says so; it is the
+            # previous cell's overflowing value when that cell would otherwise be empty.
+            if before.strip() and (len(before) - len(before.rstrip()) >= 2 or pos - left < right - pos):
+                pos = left
+            else:
+                pos, moved = right, True
+        elif pushed and not line[prev:pos].strip():
+            # The previous cell was shoved right by an overflow; its value is the next word,
+            # even if that word happens to start exactly under this column's header.
+            end = len(line) - len(line[prev:].lstrip())
+            while end < len(line) and not line[end].isspace():
+                end += 1
+            if end > pos:
+                pos, moved = end, True
+        cuts.append(pos)
+        pushed = moved
+    bounds = cuts + [len(line)]
+    return [line[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """Parse a kubectl table (`get`, `top`, `get events`) into one dict per row.
+
+    Keys are the header names as printed (``NAME``, ``PORT(S)``, ``LAST SEEN``);
+    the last column keeps the rest of the line. Blank lines and dashed rules are
+    skipped; "No resources found ..." gives ``[]``.
+    """
+    lines = [ln.expandtabs().rstrip() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[0].lstrip().startswith("No resources found"):
+        return []
+    header = [(m.group(), m.start()) for m in _HEADER_CELL.finditer(lines[0])]
+    names = [name for name, _ in header]
+    starts = [start for _, start in header]
+    rows = []
+    for line in lines[1:]:
+        if _RULE.match(line):
+            continue
+        rows.append(dict(zip(names, _cut_row(line, starts), strict=True)))
+    return rows
+
+
+def _int(text: str, default: int = 0) -> int:
+    match = re.match(r"\s*(-?\d+)", text)
+    return int(match.group(1)) if match else default
+
+
+def _percent(text: str) -> int | None:
+    match = re.search(r"(\d+)%", text)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class PodRow:
+    """A row of `kubectl get pods`."""
+    name: str
+    ready: int
+    total: int
+    status: str
+    restarts: int
+    last_restart: str
+    age: str
+    namespace: str = ""
+
+
+def parse_pods(text: str) -> list[PodRow]:
+    """Parse `kubectl get pods` (plain, ``-A`` or ``-o wide``); "12 (2m ago)" restarts split in two."""
+    pods = []
+    for row in parse_table(text):
+        ready, _, total = row.get("READY", "").partition("/")
+        restarts = re.match(r"(\d+)(?:\s*\((.*)\))?", row.get("RESTARTS", ""))
+        count, last = (int(restarts.group(1)), (restarts.group(2) or "").strip()) if restarts else (0, "")
+        pods.append(PodRow(row.get("NAME", ""), _int(ready), _int(total), row.get("STATUS", ""), count, last,
+                           row.get("AGE", ""), row.get("NAMESPACE", "")))
+    return pods
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    """A row of `kubectl get services`; ports are (port, protocol), node ports dropped."""
+    name: str
+    type: str
+    cluster_ip: str
+    external_ip: str
+    ports: list[tuple[int, str]]
+
+
+def parse_services(text: str) -> list[ServiceRow]:
+    """Parse `kubectl get services`; "80:30080/TCP" gives (80, "TCP")."""
+    services = []
+    for row in parse_table(text):
+        # The node port (":30080") is how NodePort services are reached, not what they serve.
+        ports = [(int(m.group(1)), m.group(2) or "TCP") for item in row.get("PORT(S)", "").split(",")
+                 if (m := re.match(r"\s*(\d+)(?::\d+)?(?:/(\w+))?\s*$", item))]
+        services.append(ServiceRow(row.get("NAME", ""), row.get("TYPE", ""), row.get("CLUSTER-IP", ""),
+                                   row.get("EXTERNAL-IP", ""), ports))
+    return services
+
+
+def _quantity(value: str) -> Decimal | None:
+    match = _QUANTITY.match(value.strip())
+    if not match:
+        return None
+    try:
+        number = Decimal(match.group("num"))
+        if match.group("exp"):
+            number = number.scaleb(int(match.group("exp")[1:]))
+    except (InvalidOperation, ValueError):
+        return None
+    return number * _SUFFIX[match.group("suffix") or ""]
+
+
+def cpu_millicores(value: str) -> int | None:
+    """A CPU quantity in millicores: "3840m" -> 3840, "2" -> 2000, "0.5" -> 500; junk -> None."""
+    cores = _quantity(value)
+    # Kubernetes rounds sub-millicore amounts up, so a tiny request is never 0.
+    return None if cores is None else math.ceil(cores * 1000)
+
+
+def memory_bytes(value: str) -> int | None:
+    """A memory quantity in bytes: "4Gi", "1500M", "123456", "1e3"; junk -> None."""
+    amount = _quantity(value)
+    return None if amount is None else math.ceil(amount)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One row of `kubectl top nodes|pods`; percentages exist only for nodes."""
+    name: str
+    cpu_m: int | None
+    cpu_percent: int | None
+    memory_bytes: int | None
+    memory_percent: int | None
+    namespace: str = ""
+
+
+def _column(row: dict[str, str], *names: str) -> str:
+    # Header spellings moved between kubectl releases ("CPU%" became "CPU(%)").
+    return next((row[name] for name in names if name in row), "")
+
+
+def parse_top(text: str) -> list[Usage]:
+    """Parse `kubectl top nodes` or `kubectl top pods` (with or without NAMESPACE)."""
+    return [
+        Usage(row.get("NAME", ""), cpu_millicores(_column(row, "CPU(cores)", "CPU")), _percent(_column(row, "CPU%", "CPU(%)")),
+              memory_bytes(_column(row, "MEMORY(bytes)", "MEMORY")), _percent(_column(row, "MEMORY%", "MEMORY(%)")),
+              row.get("NAMESPACE", ""))
+        for row in parse_table(text)
+    ]
+
+
+def parse_events(text: str) -> list[Event]:
+    """Parse `kubectl get events` (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE; SOURCE with -o wide)."""
+    return [
+        Event(r.get("TYPE", ""), r.get("REASON", ""), r.get("LAST SEEN", ""), r.get("SOURCE", ""),
+              r.get("MESSAGE", ""), r.get("OBJECT", ""))
+        for r in parse_table(text)
+    ]
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    """Parse "app=postgres,tier=db" (or whitespace-separated labels) into a dict; "<none>" -> {}."""
+    pairs = {}
+    for item in re.split(r"[,\s]+", text.strip()):
+        key, sep, value = item.partition("=")
+        # Set-based terms ("env in (a,b)") and negations are not equality labels.
+        if sep and key and not key.endswith("!"):
+            pairs[key] = value.lstrip("=")
+    return pairs
+
+
+def _find(fields: list[Field], path: tuple[str, ...]) -> Field | None:
+    if not path:
+        return None
+    for item in fields:
+        if item.key.lower() == path[0].lower():
+            found = item if len(path) == 1 else _find(item.children, path[1:])
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass
+class Field:
+    """A describe ``Key: value`` line with its nested fields and verbatim continuation lines."""
+    key: str
+    value: str
+    children: list[Field] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def get(self, *path: str) -> Field | None:
+        """The first descendant at this key path (case-insensitive), or None."""
+        return _find(self.children, path)
+
+
+@dataclass
+class Describe:
+    """One object of `kubectl describe` output as a tree of fields."""
+    fields: list[Field]
+
+    def get(self, *path: str) -> Field | None:
+        """The first field at this key path (case-insensitive), or None."""
+        return _find(self.fields, path)
+
+    def value(self, *path: str, default: str = "") -> str:
+        """The value at this key path, or ``default`` when the field is absent."""
+        found = self.get(*path)
+        return default if found is None else found.value
+
+    def all(self, key: str) -> list[Field]:
+        """Every top-level field with this key; services repeat Port/TargetPort/Endpoints."""
+        return [item for item in self.fields if item.key.lower() == key.lower()]
+
+    @property
+    def events(self) -> list[Event]:
+        """The Events table (Type Reason Age From Message); [] when it says <none>."""
+        return [Event(r.get("Type", ""), r.get("Reason", ""), r.get("Age", ""), r.get("From", ""), r.get("Message", ""))
+                for r in _subtable(self.get("Events"), "Type")]
+
+
+def _key_of(line: str) -> tuple[str, str, int] | None:
+    """(key, value, value column) when the line reads as ``Key: value``."""
+    match = _KEY_LINE.match(line)
+    if not match:
+        return None
+    key = match.group("key")
+    # Keys are short names with single spaces; labels, taints, images and table rows
+    # carry "/", "=" or column gaps before their first colon.
+    if key[0] in " \t([<'\"-" or "/" in key or "=" in key or "  " in key or "\t" in key:
+        return None
+    value = match.group("value") or ""
+    return key, value.strip(), match.start("value") if value else -1
+
+
+def _build_tree(lines: list[str]) -> list[Field]:
+    top: list[Field] = []
+    stack: list[tuple[int, int, Field]] = []  # (indent, value column, field)
+    for raw in lines:
+        line = raw.expandtabs().rstrip()
+        if not line:
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1] if stack else None
+        parsed = _key_of(line)
+        # Under a field that already holds verbatim lines (a table) or aligned with its
+        # value (a second label), a line continues that value even if it has a colon.
+        if parent is not None and (parent[2].lines or indent == parent[1]):
+            parsed = None
+        if parsed is None:
+            owner = parent[2] if parent else (top[-1] if top else None)
+            if owner is not None:
+                owner.lines.append(line)
+            continue
+        node = Field(parsed[0], parsed[1])
+        (parent[2].children if parent else top).append(node)
+        stack.append((indent, parsed[2], node))
+    return top
+
+
+def parse_describe(text: str) -> list[Describe]:
+    """Parse `kubectl describe` output; a column-0 "Name:" starts each further object."""
+    chunks: list[list[str]] = [[]]
+    named = False
+    for line in text.splitlines():
+        if re.match(r"Name:(\s|$)", line):
+            if named:
+                chunks.append([])
+            named = True
+        chunks[-1].append(line)
+    return [Describe(_build_tree(chunk)) for chunk in chunks if any(ln.strip() for ln in chunk)]
+
+
+def _first(text: str) -> Describe:
+    found = parse_describe(text)
+    return found[0] if found else Describe([])
+
+
+def _subtable(owner: Field | None, first_header: str) -> list[dict[str, str]]:
+    """The table among a field's verbatim lines whose header starts with ``first_header``."""
+    if owner is None:
+        return []
+    lines = textwrap.dedent("\n".join(owner.lines)).splitlines()
+    for i, line in enumerate(lines):
+        if line.split()[:1] == [first_header]:
+            return parse_table("\n".join(lines[i:]))
+    return []
+
+
+def _multi(owner: Field | None) -> list[str]:
+    """A value continued over several lines (labels, taints, tolerations), <none> dropped."""
+    if owner is None:
+        return []
+    items = [owner.value] + [line.strip() for line in owner.lines]
+    return [item for item in items if item not in _NONE]
+
+
+def _plain(value: str) -> str:
+    return "" if value in _NONE else value
+
+
+def _conditions(owner: Field | None) -> dict[str, str]:
+    return {row["Type"]: row.get("Status", "") for row in _subtable(owner, "Type") if row.get("Type")}
+
+
+@dataclass
+class ContainerInfo:
+    """One container of a described pod."""
+    name: str
+    image: str
+    state: str
+    reason: str
+    last_state: str
+    last_reason: str
+    exit_code: int | None
+    restart_count: int
+    ready: bool | None
+    requests: dict[str, str]
+    limits: dict[str, str]
+    env: dict[str, str]
+    ports: list[str]
+
+
+def _children(owner: Field | None) -> dict[str, str]:
+    return {} if owner is None else {child.key: child.value for child in owner.children}
+
+
+def _container(item: Field) -> ContainerInfo:
+    def val(*path: str) -> str:
+        found = item.get(*path)
+        return "" if found is None else found.value
+
+    # The current state's exit code is the fresher one; a waiting container only has the last.
+    exit_text = val("State", "Exit Code") or val("Last State", "Exit Code")
+    ready = val("Ready").lower()
+    ports = [
+        port.strip()
+        for child in item.children if child.key in ("Port", "Ports")
+        for port in child.value.split(",") if port.strip() not in _NONE
+    ]
+    return ContainerInfo(
+        name=item.key, image=val("Image"), state=val("State"), reason=val("State", "Reason"),
+        last_state=val("Last State"), last_reason=val("Last State", "Reason"),
+        exit_code=_int(exit_text) if re.match(r"\s*-?\d", exit_text) else None,
+        restart_count=_int(val("Restart Count")), ready={"true": True, "false": False}.get(ready),
+        requests=_children(item.get("Requests")), limits=_children(item.get("Limits")),
+        env=_children(item.get("Environment")), ports=ports,
+    )
+
+
+@dataclass
+class PodInfo:
+    """The parts of `kubectl describe pod` a diagnosis needs; node is the name without its IP."""
+    name: str
+    namespace: str
+    node: str
+    status: str
+    labels: dict[str, str]
+    containers: list[ContainerInfo]
+    conditions: dict[str, str]
+    events: list[Event]
+    claims: list[str]
+    node_selectors: str
+    tolerations: list[str]
+    controlled_by: str
+
+
+def describe_pod(text: str) -> PodInfo:
+    """Summarise `kubectl describe pod` output (the first pod if there are several)."""
+    doc = _first(text)
+    containers = doc.get("Containers")
+    volumes = doc.get("Volumes")
+    claims = [] if volumes is None else [
+        claim.value for vol in volumes.children if (claim := vol.get("ClaimName")) is not None
+    ]
+    return PodInfo(
+        name=doc.value("Name"), namespace=doc.value("Namespace"),
+        node=_plain(doc.value("Node").split("/")[0]), status=doc.value("Status"),
+        labels=parse_selector(" ".join(_multi(doc.get("Labels")))),
+        containers=[] if containers is None else [_container(c) for c in containers.children],
+        conditions=_conditions(doc.get("Conditions")), events=doc.events, claims=claims,
+        node_selectors=",".join(_multi(doc.get("Node-Selectors"))), tolerations=_multi(doc.get("Tolerations")),
+        controlled_by=_plain(doc.value("Controlled By")),
+    )
+
+
+@dataclass
+class ServiceInfo:
+    """`kubectl describe service`: ports are (name or "", port, protocol); endpoints are ip:port."""
+    name: str
+    namespace: str
+    selector: dict[str, str]
+    type: str
+    ports: list[tuple[str, int, str]]
+    target_ports: list[str]
+    endpoints: list[str]
+    events: list[Event]
+
+
+def describe_service(text: str) -> ServiceInfo:
+    """Summarise `kubectl describe service` output; a service prints one Port/Endpoints per port."""
+    doc = _first(text)
+    ports = []
+    for item in doc.all("Port"):
+        match = re.match(r"(?:(\S+)\s+)?(\d+)(?:/(\w+))?$", item.value)
+        if match:
+            ports.append((_plain(match.group(1) or ""), int(match.group(2)), match.group(3) or "TCP"))
+    endpoints = []
+    for item in doc.all("Endpoints"):
+        # Long lists end in "+ 3 more..."; the addresses kubectl did print are still real.
+        listed = item.value.split(" + ")[0]
+        endpoints += [ep.strip() for ep in listed.split(",") if ep.strip() not in _NONE]
+    return ServiceInfo(
+        name=doc.value("Name"), namespace=doc.value("Namespace"), selector=parse_selector(doc.value("Selector")),
+        type=doc.value("Type"), ports=ports,
+        target_ports=[item.value for item in doc.all("TargetPort") if item.value not in _NONE],
+        endpoints=endpoints, events=doc.events,
+    )
+
+
+@dataclass
+class PvcInfo:
+    """`kubectl describe pvc`: empty strings where an unbound claim shows nothing."""
+    name: str
+    namespace: str
+    status: str
+    storage_class: str
+    volume: str
+    capacity: str
+    events: list[Event]
+
+
+def describe_pvc(text: str) -> PvcInfo:
+    """Summarise `kubectl describe pvc` output."""
+    doc = _first(text)
+    return PvcInfo(
+        name=doc.value("Name"), namespace=doc.value("Namespace"), status=doc.value("Status"),
+        storage_class=_plain(doc.value("StorageClass")), volume=_plain(doc.value("Volume")),
+        capacity=_plain(doc.value("Capacity")), events=doc.events,
+    )
+
+
+@dataclass
+class NodeInfo:
+    """`kubectl describe node`: conditions are Type -> Status; allocated is resource -> (requests, limits)."""
+    name: str
+    taints: list[str]
+    unschedulable: bool
+    conditions: dict[str, str]
+    allocatable: dict[str, str]
+    allocated: dict[str, tuple[str, str]]
+    allocated_percent: dict[str, int]
+
+
+def describe_nodes(text: str) -> list[NodeInfo]:
+    """Summarise `kubectl describe node(s)` output, one NodeInfo per node."""
+    nodes = []
+    for doc in parse_describe(text):
+        allocated = {
+            row["Resource"]: (row.get("Requests", ""), row.get("Limits", ""))
+            for row in _subtable(doc.get("Allocated resources"), "Resource") if row.get("Resource")
+        }
+        percent = {name: p for name, (requests, _) in allocated.items() if (p := _percent(requests)) is not None}
+        nodes.append(NodeInfo(
+            name=doc.value("Name"), taints=_multi(doc.get("Taints")),
+            unschedulable=doc.value("Unschedulable").lower() == "true", conditions=_conditions(doc.get("Conditions")),
+            allocatable=_children(doc.get("Allocatable")), allocated=allocated, allocated_percent=percent,
+        ))
+    return nodes
+
+
+@dataclass
+class DeploymentInfo:
+    """`kubectl describe deployment`: replicas is the raw "1 desired | 1 updated | ..." line."""
+    name: str
+    namespace: str
+    replicas: str
+    image: str
+    conditions: dict[str, str]
+    events: list[Event]
+
+
+def describe_deployment(text: str) -> DeploymentInfo:
+    """Summarise `kubectl describe deployment` output; several containers' images join with ","."""
+    doc = _first(text)
+    containers = doc.get("Pod Template", "Containers")
+    images = [] if containers is None else [
+        image.value for c in containers.children if (image := c.get("Image")) is not None
+    ]
+    return DeploymentInfo(
+        name=doc.value("Name"), namespace=doc.value("Namespace"), replicas=doc.value("Replicas"),
+        image=",".join(images), conditions=_conditions(doc.get("Conditions")), events=doc.events,
+    )

@@ -1,0 +1,356 @@
+"""The runbook brain: one turn of a conversation, from the user's words to a reply.
+
+Deterministic: the same message, state and outputs always give the same
+calls and the same words. Every command goes out as a ``Call`` that the
+runtime puts through the policy and the audit log; the brain only reads the
+results.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from brain.actions import Call, CallResult, Say, Turn
+from brain.analyzers import Output, analyze
+from brain.extract import SUBJECT_SLOTS, Extraction, extract
+from brain.intents import best_match, is_affirmative, is_negative
+from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
+from permissions.programs import known_programs
+from prompts.service import render
+from squads.models import SquadSpec
+
+EXPLICIT = re.compile(r"^\s*(?:please\s+)?(?:run|execute|exec)\s*:?\s+(?P<cmd>.+?)\s*$", re.IGNORECASE | re.DOTALL)
+# "now run kubectl ...", "can you run `df -h`": a command named mid-sentence, taken only when
+# its first word is a program the policy knows (so "run the diagnostics" stays prose).
+EXPLICIT_INNER = re.compile(r"\b(?:run|execute)\s*:?\s+(?P<cmd>[a-z0-9_./-]+(?:\s.*)?)$", re.IGNORECASE | re.DOTALL)
+BACKTICKS = re.compile(r"`(?P<cmd>[^`]+)`")
+# {name}, or {a|b} for "a, else b" (e.g. a pid the user named, else the blocker found earlier).
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_|]*)\}")
+
+
+@dataclass
+class State:
+    """What the brain remembers between turns (stored as JSON by the runtime)."""
+
+    facts: Facts = field(default_factory=dict)
+    pending: dict[str, Any] | None = None  # {"kind": "runbook"|"action", "name": ...}
+    offer: dict[str, Any] | None = None  # {"runbook": name, "index": i}
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> State:
+        return cls(facts=dict(data.get("facts", {})), pending=data.get("pending"), offer=data.get("offer"))
+
+    def dump(self) -> dict[str, Any]:
+        return {"facts": self.facts, "pending": self.pending, "offer": self.offer}
+
+
+@dataclass
+class Checked:
+    argv: list[str]
+    summary: str
+
+
+def explicit_command(text: str, programs: set[str]) -> list[str] | None:
+    """The argv of a command the user names ("run kubectl get pods -n x", `backticks`,
+    or a message that starts with one of the squad's programs); None otherwise.
+
+    ``shlex`` only splits words here: nothing is ever handed to a shell.
+    """
+    match = EXPLICIT.match(text) or BACKTICKS.search(text)
+    inner = None if match else EXPLICIT_INNER.search(text)
+    candidate = (match or inner).group("cmd") if (match or inner) else text.strip()  # type: ignore[union-attr]
+    try:
+        argv = shlex.split(candidate)
+    except ValueError:
+        return [candidate] if match else None
+    if not argv:
+        return None
+    if match or argv[0] in programs or os.path.basename(argv[0]) in known_programs():
+        return argv
+    return None
+
+
+def holds(conditions: list[str], facts: Facts) -> bool:
+    """Whether every condition (``name``, ``!name``, ``name=value``) holds."""
+    for cond in conditions:
+        if cond.startswith("!"):
+            if facts.get(cond[1:]):
+                return False
+        elif "=" in cond:
+            name, _, value = cond.partition("=")
+            if str(facts.get(name, "")) != value:
+                return False
+        elif not facts.get(cond):
+            return False
+    return True
+
+
+def fill(template: dict[str, str | int | bool], facts: Facts, item: Any = None) -> dict[str, Any] | None:
+    """Step parameters with ``{fact}`` and ``{item}`` filled in; None when a fact is missing."""
+    values = {**facts, "item": item}
+
+    def lookup(name: str) -> Any:
+        return next((values[n] for n in name.split("|") if values.get(n) not in (None, "", [])), None)
+
+    out: dict[str, Any] = {}
+    for key, raw in template.items():
+        if not isinstance(raw, str):
+            out[key] = raw
+            continue
+        names = PLACEHOLDER.findall(raw)
+        if any(lookup(n) is None for n in names):
+            return None
+        if len(names) == 1 and raw == "{" + names[0] + "}":
+            out[key] = lookup(names[0])
+        else:
+            out[key] = PLACEHOLDER.sub(lambda m: str(lookup(m.group(1))), raw)
+    return out
+
+
+def fill_text(text: str, facts: Facts) -> str:
+    """``text`` with ``{fact}`` placeholders filled (unknown ones left as they are)."""
+    filled = fill({"text": text}, facts)
+    return str(filled["text"]) if filled else text
+
+
+def merge_facts(facts: Facts, new: Facts) -> None:
+    """Scalars replace; lists accumulate without duplicates (evidence from several steps); mappings merge."""
+    for key, value in new.items():
+        if isinstance(value, dict):
+            current = facts.get(key)
+            facts[key] = {**(current if isinstance(current, dict) else {}), **value}
+        elif isinstance(value, list):
+            current = facts.get(key)
+            merged = list(current) if isinstance(current, list) else []
+            merged.extend(v for v in value if v not in merged)
+            facts[key] = merged
+        else:
+            facts[key] = value
+
+
+class RunbookBrain:
+    """The offline planner for one squad."""
+
+    def __init__(self, squad: SquadSpec) -> None:
+        self.squad = squad
+        self.programs = {t.argv[0] for t in squad.tools if isinstance(t.argv[0], str)}
+
+    # -- entry point -----------------------------------------------------------------
+    def turn(self, text: str, state: State) -> Turn:
+        """Handle one user message; yields ``Say``/``Call``, receives ``CallResult``."""
+        argv = explicit_command(text, self.programs)
+        if argv is not None:
+            yield from self._explicit(argv, state)
+            return
+        found = extract(text)
+        offer = state.offer
+        if offer and is_affirmative(text):
+            state.offer = None
+            self._learn(found, state)
+            yield from self._run_offer(offer, state)
+            return
+        if offer and is_negative(text):
+            state.offer = None
+            yield Say("OK, I will leave it there. Tell me what else to look at.")
+            return
+        action, action_score = best_match(self.squad.actions, text)
+        runbook, runbook_score = best_match(self.squad.runbooks, text)
+        pending = state.pending
+        if action is not None:
+            yield from self._start(action, found, state)
+        elif runbook is not None and not (pending and self._answers(pending, found) and runbook_score < 3):
+            for slot in SUBJECT_SLOTS:
+                state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
+            yield from self._start(runbook, found, state)
+        elif pending and self._answers(pending, found):
+            target = self._pending_target(pending)
+            if target is not None:
+                yield from self._start(target, found, state)
+                return
+        elif found.errors:
+            yield Say(render("replies/invalid", errors=list(found.errors.values())))
+        else:
+            yield Say(
+                render(
+                    "replies/help", squad_title=self.squad.title,
+                    runbooks=self.squad.runbooks, example=self.squad.example or self.squad.description,
+                )
+            )
+
+    # -- helpers ---------------------------------------------------------------------
+    def _answers(self, pending: dict[str, Any], found: Extraction) -> bool:
+        missing = pending.get("missing", [])
+        return any(slot in found.values or slot in found.errors for slot in missing)
+
+    def _pending_target(self, pending: dict[str, Any]) -> Runbook | Action | None:
+        pool: list[Runbook] | list[Action] = self.squad.runbooks if pending["kind"] == "runbook" else self.squad.actions
+        return next((item for item in pool if item.name == pending["name"]), None)
+
+    def _learn(self, found: Extraction, state: State) -> None:
+        for slot, value in found.values.items():
+            state.facts[slot] = value
+
+    def _start(self, target: Runbook | Action, found: Extraction, state: State) -> Turn:
+        relevant = set(target.needs) | set(_slots_of(target))
+        errors = [msg for slot, msg in found.errors.items() if slot in relevant]
+        if errors:
+            yield Say(render("replies/invalid", errors=errors))
+            return
+        self._learn(found, state)
+        for slot, value in target.defaults.items():
+            state.facts.setdefault(slot, value)
+        missing = [slot for slot in target.needs if not state.facts.get(slot)]
+        kind = "runbook" if isinstance(target, Runbook) else "action"
+        if missing:
+            state.pending = {"kind": kind, "name": target.name, "missing": missing}
+            yield Say(render("replies/ask", title=target.title, questions=[target.needs[s] for s in missing]))
+            return
+        state.pending = None
+        if isinstance(target, Runbook):
+            yield from self._diagnose(target, target.steps, state, with_offers=True)
+        else:
+            yield from self._act(target, state)
+
+    def _act(self, action: Action, state: State) -> Turn:
+        params = fill(dict(action.params), state.facts)
+        if params is None:
+            missing = [n.split("|")[0] for v in action.params.values() if isinstance(v, str) for n in PLACEHOLDER.findall(v)
+                       if fill({"x": "{" + n + "}"}, state.facts) is None]
+            state.pending = {"kind": "action", "name": action.name, "missing": missing}
+            yield Say(f"Before I request that, I need to know: which {' and '.join(missing)}? Nothing has run.")
+            return
+        title = fill_text(action.title, state.facts)
+        result = yield Call(tool=action.tool, params=params, hold=True, title=title, why=title)
+        assert result is not None
+        yield Say(render("replies/approval", title=title, **_result_fields(result)))
+
+    def _explicit(self, argv: list[str], state: State) -> Turn:
+        result = yield Call(argv=argv, why="the user asked for this command")
+        assert result is not None
+        fields = _result_fields(result)
+        if result.status == "approval":
+            yield Say(render("replies/approval", title=f"`{argv[0]}` with these arguments", **fields))
+            return
+        analysis = Analysis()
+        if result.status == "ran":
+            tool = self.squad.tool(result.tool) if result.tool else None
+            output = Output(
+                argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout,
+                stderr=result.stderr, tool=result.tool,
+            )
+            analysis = analyze(tool.analyze if tool else None, output, state.facts)
+            merge_facts(state.facts, analysis.facts)
+        ordered = sorted(analysis.findings, key=lambda f: -f.severity)
+        yield Say(render("replies/explicit", summary=analysis.summary, findings=ordered, **fields))
+
+    def _run_offer(self, offer: dict[str, Any], state: State) -> Turn:
+        runbook = next((r for r in self.squad.runbooks if r.name == offer["runbook"]), None)
+        if runbook is None or offer["index"] >= len(runbook.offers):
+            yield Say("That offer is no longer available; tell me what to look at.")
+            return
+        yield from self._diagnose(runbook, runbook.offers[offer["index"]].steps, state, with_offers=False)
+
+    def _diagnose(self, runbook: Runbook, steps: list[Step], state: State, *, with_offers: bool) -> Turn:
+        facts = state.facts
+        for key in [k for k, v in facts.items() if isinstance(v, list)]:
+            del facts[key]  # evidence lists belong to one diagnosis
+        for target, slot in runbook.seed.items():
+            if facts.get(slot):
+                merge_facts(facts, {target: [facts[slot]]})
+        findings: list[Finding] = []
+        checked: list[Checked] = []
+        done: set[str] = set()
+        for _ in range(runbook.max_steps):
+            chosen = _next_step(steps, facts, done)
+            if chosen is None:
+                break
+            step, params, key, item = chosen
+            done.add(key)
+            result = yield Call(tool=step.tool, params=params, why=step.why or runbook.title)
+            assert result is not None
+            if result.status != "ran":
+                checked.append(Checked(result.argv or [step.tool], _not_run(result)))
+                if result.status == "denied":
+                    findings.append(Finding("policy_denied", Severity.INFO, f"I could not run `{' '.join(result.argv)}`: {result.reason}"))
+                continue
+            output = Output(
+                argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout, stderr=result.stderr,
+                tool=step.tool, item=item, params=params,
+            )
+            tool = self.squad.tool(step.tool)
+            analysis = analyze(step.analyze or tool.analyze, output, facts)
+            merge_facts(facts, analysis.facts)
+            findings.extend(f for f in analysis.findings if f not in findings)
+            checked.append(Checked(result.argv, analysis.summary))
+        yield Say(self._compose(runbook, findings, checked, state, with_offers=with_offers))
+
+    def _compose(
+        self, runbook: Runbook, findings: list[Finding], checked: list[Checked], state: State, *, with_offers: bool
+    ) -> str:
+        # Deeper evidence comes later in a diagnosis, so among equals the later finding leads.
+        ranked = sorted(enumerate(findings), key=lambda p: (-p[1].severity, -p[0]))
+        ordered = [f for _, f in ranked]
+        headline = ordered[0] if ordered and ordered[0].severity >= Severity.PROBLEM else None
+        advice: list[str] = []
+        for finding in ordered:
+            text = runbook.advice.get(finding.code)
+            if text:
+                filled = PLACEHOLDER.sub(lambda m: str(finding.data.get(m.group(1), state.facts.get(m.group(1), "?"))), text)
+                if filled not in advice:
+                    advice.append(filled)
+        offer_text = ""
+        state.offer = None
+        if with_offers:
+            for index, offer in enumerate(runbook.offers):
+                if holds(offer.when, state.facts):
+                    state.offer = {"runbook": runbook.name, "index": index}
+                    offer_text = fill_text(offer.text, state.facts)
+                    break
+        return render(
+            "replies/diagnosis", title=runbook.title, headline=headline,
+            findings=[f for f in ordered if f is not headline and f.severity >= Severity.INFO],
+            checked=checked, advice=advice, offer=offer_text,
+        )
+
+
+def _slots_of(target: Runbook | Action) -> list[str]:
+    templates = target.params.values() if isinstance(target, Action) else [v for s in target.steps for v in s.with_.values()]
+    return [n for v in templates if isinstance(v, str) for group in PLACEHOLDER.findall(v) for n in group.split("|")]
+
+
+def _next_step(steps: list[Step], facts: Facts, done: set[str]) -> tuple[Step, dict[str, Any], str, Any] | None:
+    for step in steps:
+        if not holds(step.when, facts):
+            continue
+        items: list[Any] = [None]
+        if step.foreach:
+            value = facts.get(step.foreach)
+            items = (value if isinstance(value, list) else [value] if value else [])[: step.limit]
+        for item in items:
+            params = fill(step.with_, facts, item)
+            if params is None:
+                continue
+            key = f"{step.tool}:{sorted(params.items())!r}"
+            if key in done:
+                continue
+            return step, params, key, item
+    return None
+
+
+def _not_run(result: CallResult) -> str:
+    if result.status == "approval":
+        return "held for approval, not run"
+    if result.status == "denied":
+        return f"refused by the policy: {result.reason}"
+    return f"not run: {result.reason}"
+
+
+def _result_fields(result: CallResult) -> dict[str, Any]:
+    return {
+        "status": result.status, "argv": result.argv, "node": result.node, "agent": result.agent,
+        "reason": result.reason, "exit_code": result.exit_code, "approval_id": result.approval_id,
+    }

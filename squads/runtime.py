@@ -1,0 +1,234 @@
+"""The conversation runtime: one engine behind every front end.
+
+``Conversation.handle(text)`` turns a user message into an ordered stream of
+events (user_message, assistant_message, tool_call, decision, tool_output,
+approval_requested, approval_resolved, error, turn_complete). The brain plans;
+the runtime does everything with side effects, the same way for every brain:
+each command is decided by the policy and audited before it can run, each
+event is stored (redacted) in the transcript, and the conversation's state is
+saved after the turn so it can be resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit import service as audit
+from brain.actions import Call, CallResult, Say, Turn
+from brain.intents import words
+from brain.service import RunbookBrain, State
+from nodes.models import NodeConfig
+from permissions.engine import PolicyEngine
+from permissions.models import Decision, Verdict
+from squads.models import SquadSpec
+from storage.db import session_scope
+from tools.execution import execute
+from tools.executors.base import Executor
+from tools.models import Effect
+from tools.service import ToolCallError, render, rule_text
+from transcripts import service as transcripts
+from transcripts.models import Event, EventKind
+
+log = logging.getLogger(__name__)
+ExecutorFactory = Callable[[NodeConfig], Executor]
+
+
+@dataclass
+class RuntimeConfig:
+    """What a conversation needs from its process: policy, nodes, executors, database."""
+
+    sessions: sessionmaker[Session]
+    engine: PolicyEngine
+    nodes: dict[str, NodeConfig]
+    executor_for: ExecutorFactory
+    timeout_s: float = 30.0
+    max_output: int = 256 * 1024
+    _executors: dict[str, Executor] = field(default_factory=dict)
+
+    def executor(self, node: NodeConfig) -> Executor:
+        if node.name not in self._executors:
+            self._executors[node.name] = self.executor_for(node)
+        return self._executors[node.name]
+
+
+class Conversation:
+    """One conversation with one squad, bound to a node (which a message may switch)."""
+
+    def __init__(self, *, config: RuntimeConfig, squad: SquadSpec, conversation_id: str, actor: str | None) -> None:
+        self.config = config
+        self.squad = squad
+        self.id = conversation_id
+        self.actor = actor
+        self.brain = RunbookBrain(squad)
+        with config.sessions() as session:
+            record = transcripts.get_conversation(session, conversation_id)
+            saved = transcripts.load_state(session, conversation_id)
+            self.turns = record.turns
+            self.node = saved.get("node") or record.node
+        self.state = State.load(saved)
+        self.approvals: list[dict[str, Any]] = list(saved.get("approvals", []))
+        self._buffer: list[tuple[EventKind, dict[str, Any], int | None]] = []
+
+    @classmethod
+    def start(cls, *, config: RuntimeConfig, squad: SquadSpec, node: str, actor: str | None) -> Conversation:
+        """A new conversation with ``squad`` on ``node``."""
+        if node not in config.nodes:
+            raise KeyError(f"unknown node {node!r}; known nodes: {', '.join(sorted(config.nodes))}")
+        with session_scope(config.sessions) as session:
+            conversation_id = transcripts.create_conversation(session, squad=squad.name, node=node, actor=actor)
+        return cls(config=config, squad=squad, conversation_id=conversation_id, actor=actor)
+
+    # -- one turn ----------------------------------------------------------------------
+    def handle(self, text: str) -> Iterator[Event]:
+        """Process one user message; yields each event as it happens (already stored)."""
+        self.turns += 1
+        yield from self._emit(EventKind.USER_MESSAGE, {"text": text, "node": self.node})
+        self._switch_node(text)
+        turn: Turn = self.brain.turn(text, self.state)
+        result: CallResult | None = None
+        while True:
+            try:
+                step = turn.send(result)
+            except StopIteration:
+                break
+            except Exception as exc:  # a bug in an analyzer must not lose the transcript
+                log.exception("brain failed")
+                yield from self._emit(EventKind.ERROR, {"text": f"internal error while reasoning: {exc!r}"})
+                break
+            if isinstance(step, Say):
+                result = None
+                yield from self._emit(EventKind.ASSISTANT_MESSAGE, {"text": step.text})
+            else:
+                events: list[Event] = []
+                result = self._perform(step, events)
+                yield from events
+        yield from self._emit(EventKind.TURN_COMPLETE, {"turn": self.turns}, flush=True)
+
+    def _switch_node(self, text: str) -> None:
+        named = [n for n in self.config.nodes if n != self.node and n in words(text)]
+        if len(named) == 1:
+            self.node = named[0]
+
+    def _emit(
+        self, kind: EventKind, data: dict[str, Any], audit_seq: int | None = None, *, flush: bool = True
+    ) -> Iterator[Event]:
+        self._buffer.append((kind, data, audit_seq))
+        if flush:
+            yield from self._flush()
+
+    def _flush(self) -> Iterator[Event]:
+        stored: list[Event] = []
+        with session_scope(self.config.sessions) as session:
+            for kind, data, seq in self._buffer:
+                stored.append(
+                    transcripts.append_event(
+                        session, conversation_id=self.id, kind=kind, turn=self.turns, data=data, audit_seq=seq
+                    )
+                )
+            if self._buffer and self._buffer[-1][0] is EventKind.TURN_COMPLETE:
+                first_user = next((d["text"] for k, d, _ in self._buffer if k is EventKind.USER_MESSAGE), "")
+                transcripts.save_state(
+                    session, self.id, {**self.state.dump(), "node": self.node, "approvals": self.approvals},
+                    turns=self.turns, title=first_user,
+                )
+        self._buffer.clear()
+        yield from stored
+
+    # -- one call ----------------------------------------------------------------------
+    def _perform(self, call: Call, events: list[Event]) -> CallResult:
+        node = self.config.nodes[self.node]
+        try:
+            argv, agent, tool = self._resolve(call, node)
+        except ToolCallError as exc:
+            events.extend(self._emit(EventKind.ERROR, {"text": str(exc), "tool": call.tool}))
+            return CallResult(status="invalid", reason=str(exc), node=node.name, tool=call.tool)
+        self._buffer.append(
+            (EventKind.TOOL_CALL, {"tool": tool, "argv": argv, "agent": agent, "node": node.name, "why": call.why}, None)
+        )
+        context = {"actor": self.actor, "squad": self.squad.name, "conversation_id": self.id}
+        if call.hold:
+            decision = self.config.engine.decide(agent=agent, node=node.context(), argv=argv)
+            with session_scope(self.config.sessions) as session:
+                seq = audit.record_decision(session, decision=decision, **context).seq
+            return self._after_decision(decision, seq, tool, events, held=True)
+        try:
+            outcome = execute(
+                sessions=self.config.sessions, engine=self.config.engine, executor=self.config.executor(node),
+                node=node.context(), agent=agent, argv=argv, timeout=self._timeout(tool),
+                max_output=self.config.max_output, **context,
+            )
+        except Exception as exc:  # the audit log already shows the execution as interrupted
+            message = f"node {node.name} could not run {argv[0]}: {exc}"
+            events.extend(self._emit(EventKind.ERROR, {"text": message, "argv": argv}))
+            return CallResult(status="error", reason=message, argv=argv, agent=agent, node=node.name, tool=tool)
+        if outcome.result is None:
+            return self._after_decision(outcome.decision, outcome.decision_seq, tool, events, held=False)
+        self._buffer.append((EventKind.DECISION, outcome.decision.as_dict(), outcome.decision_seq))
+        res = outcome.result
+        self._buffer.append(
+            (
+                EventKind.TOOL_OUTPUT,
+                {
+                    "exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr,
+                    "duration_ms": res.duration_ms, "truncated": res.truncated, "timed_out": res.timed_out,
+                },
+                outcome.finished_seq,
+            )
+        )
+        events.extend(self._flush())
+        return CallResult(
+            status="ran", argv=argv, agent=agent, node=node.name, tool=tool, exit_code=res.exit_code,
+            stdout=res.stdout, stderr=res.stderr,
+        )
+
+    def _after_decision(
+        self, decision: Decision, seq: int, tool: str | None, events: list[Event], *, held: bool
+    ) -> CallResult:
+        self._buffer.append((EventKind.DECISION, decision.as_dict(), seq))
+        base = {"argv": list(decision.argv), "agent": decision.agent, "node": decision.node, "tool": tool}
+        if decision.verdict is Verdict.DENY:
+            events.extend(self._flush())
+            return CallResult(status="denied", reason=decision.reason, **base)
+        approval = {"id": str(seq), "decision_seq": seq, **base, "reason": decision.reason, "status": "pending"}
+        self.approvals.append(approval)
+        self._buffer.append((EventKind.APPROVAL_REQUESTED, approval, seq))
+        events.extend(self._flush())
+        return CallResult(status="approval", reason=decision.reason, approval_id=str(seq), **base)
+
+    def _timeout(self, tool: str | None) -> float:
+        spec = self.squad.tool(tool) if tool else None
+        return spec.timeout_s if spec and spec.timeout_s else self.config.timeout_s
+
+    def _resolve(self, call: Call, node: NodeConfig) -> tuple[list[str], str, str | None]:
+        """The argv, the agent that runs it, and the tool it is an instance of."""
+        if call.tool is not None:
+            spec = self.squad.tool(call.tool)
+            argv = render(spec, call.params, extra_prefixes=node.path_prefixes)
+            return argv, self.squad.agent_id(spec.agent), spec.name
+        assert call.argv is not None
+        return self._pick_agent(list(call.argv), node)
+
+    def _pick_agent(self, argv: list[str], node: NodeConfig) -> tuple[list[str], str, str | None]:
+        """For a command the user named: the squad's agent the policy treats best
+        (allowed, else approvable, else the first refusal and its reason)."""
+        ranked: list[tuple[int, str, Decision]] = []
+        for index, name in enumerate(self.squad.agents):
+            agent = self.squad.agent_id(name)
+            decision = self.config.engine.decide(agent=agent, node=node.context(), argv=argv)
+            rank = {Verdict.ALLOW: 0, Verdict.NEEDS_APPROVAL: 1}.get(decision.verdict, 2)
+            ranked.append((rank * 100 + index, agent, decision))
+        _, agent, decision = min(ranked, key=lambda r: r[0])
+        tool = next(
+            (
+                t.name for t in self.squad.tools
+                if self.squad.agent_id(t.agent) == agent and decision.rule and rule_text(t) == decision.rule
+                and (t.effect is Effect.ALLOW) == (decision.verdict is Verdict.ALLOW)
+            ),
+            None,
+        )
+        return argv, agent, tool

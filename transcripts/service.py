@@ -1,0 +1,102 @@
+"""Storing conversations and their events, and exporting them.
+
+Every event passes through secret redaction before it is stored, so a
+transcript (and anything rendered from it) never holds a private key, a token
+or a password that a command happened to print.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
+from transcripts.redact import redact_value
+
+
+class ConversationNotFound(LookupError):
+    """No conversation has that id."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_conversation(session: Session, *, squad: str, node: str, actor: str | None, title: str = "") -> str:
+    """A new, empty conversation; returns its id."""
+    now = _now().isoformat()
+    conversation_id = uuid.uuid4().hex
+    session.add(
+        ConversationRecord(
+            id=conversation_id, squad=squad, node=node, actor=actor, title=title[:300],
+            created_at=now, updated_at=now, turns=0, state="{}",
+        )
+    )
+    return conversation_id
+
+
+def get_conversation(session: Session, conversation_id: str) -> ConversationRecord:
+    """The conversation, or ``ConversationNotFound`` naming the id."""
+    record = session.get(ConversationRecord, conversation_id)
+    if record is None:
+        raise ConversationNotFound(f"no conversation {conversation_id!r}; `squads transcript list` shows the ids")
+    return record
+
+
+def list_conversations(session: Session, *, limit: int = 50) -> list[ConversationRecord]:
+    """The most recently updated conversations first."""
+    stmt = select(ConversationRecord).order_by(ConversationRecord.updated_at.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def load_state(session: Session, conversation_id: str) -> dict[str, Any]:
+    """The runtime's saved state of a conversation."""
+    return dict(json.loads(get_conversation(session, conversation_id).state))
+
+
+def save_state(session: Session, conversation_id: str, state: dict[str, Any], *, turns: int, title: str | None = None) -> None:
+    """Replace the conversation's state after a turn."""
+    record = get_conversation(session, conversation_id)
+    record.state = json.dumps(redact_value(state), sort_keys=True)
+    record.turns = turns
+    record.updated_at = _now().isoformat()
+    if title and not record.title:
+        record.title = title[:300]
+
+
+def append_event(
+    session: Session, *, conversation_id: str, kind: EventKind, turn: int,
+    data: dict[str, Any], audit_seq: int | None = None,
+) -> Event:
+    """Store one event (secrets redacted) at the end of the conversation."""
+    last = session.scalar(
+        select(func.max(EventRecord.seq)).where(EventRecord.conversation_id == conversation_id)
+    )
+    clean = redact_value(data)
+    assert isinstance(clean, dict)
+    event = Event(kind=kind, turn=turn, seq=(last or 0) + 1, at=_now(), data=clean, audit_seq=audit_seq)
+    session.add(
+        EventRecord(
+            conversation_id=conversation_id, seq=event.seq, turn=turn, kind=kind.value,
+            at=event.at.isoformat(), audit_seq=audit_seq, data=json.dumps(clean, sort_keys=True),
+        )
+    )
+    return event
+
+
+def load_events(session: Session, conversation_id: str) -> list[Event]:
+    """Every event of the conversation, in order."""
+    get_conversation(session, conversation_id)
+    stmt = select(EventRecord).where(EventRecord.conversation_id == conversation_id).order_by(EventRecord.seq)
+    return [
+        Event(
+            kind=EventKind(r.kind), turn=r.turn, seq=r.seq, at=datetime.fromisoformat(r.at),
+            data=json.loads(r.data), audit_seq=r.audit_seq,
+        )
+        for r in session.scalars(stmt)
+    ]
