@@ -55,7 +55,7 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
             rf"\bns\s*[:=]\s*{NAME}",
             rf"(?:^|\s){NAME}\s+namespace\b",
             rf"\bnamespace\s+{NAME}",
-            rf"\bin\s+(?:the\s+)?{NAME}(?=\s*(?:[.,;!?)]|$)|\s+(?:ns|is|are|was|were|keeps?|has|have|had|won't|never|cannot|can't|seems?)\b)",
+            rf"\bin\s+(?:the\s+)?{NAME}(?=\s*(?:[.,;!?):]|$)|\s+[-\u2013\u2014]\s|\s+(?:ns|is|are|was|were|keeps?|has|have|had|won't|never|cannot|can't|seems?)\b)",
         ],
         "pod": [
             rf"\bpods?/{NAME}",
@@ -76,7 +76,7 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
             rf"\bscale\s+(?:the\s+)?(?:up\s+|down\s+)?{NAME}",
         ],
         "container": [rf"\bcontainer\s*[:=]?\s*{NAME}", rf"(?:^|\s)-c\s+{NAME}"],
-        "app": [rf"(?:^|\s){NAME}\s+(?:pods|app|application|containers|deploy|deployment|rollout|release)\b"],
+        "app": [rf"(?:^|\s){NAME}\s+(?:pods|app|application|containers|deploy|deployment|rollout|release|statefulset|sts|daemonset|job|cronjob)\b"],
         "replicas": [r"--replicas[=\s]+(\d+)", r"\bto\s+(\d+)\b", r"\b(\d+)\s+replicas?\b"],
         "pid": [r"\bpid\s*[:=#]?\s*(\d+)", r"\b(?:backend|session|process|connection)\s+(\d+)\b"],
         "path": [r"(?<![\w.~/-])(/[A-Za-z0-9._@+,:=/-]*[A-Za-z0-9_])"],

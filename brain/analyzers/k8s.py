@@ -51,7 +51,7 @@ def pods(output: Output, facts: Facts) -> Analysis:
         result.add("pods_evicted", Severity.PROBLEM, f"{len(evicted)} pods{where} were Evicted (the node ran short of a resource).")
     for row in targets[:5]:
         if row.status != "Evicted":
-            result.add("pod_unhealthy", Severity.PROBLEM, f"Pod {_pod_line(row)}.")
+            result.add("pod_unhealthy", Severity.INFO, f"Pod {_pod_line(row)}.")
     return result
 
 
@@ -113,6 +113,13 @@ def _scheduling(info: k.PodInfo) -> str:
     return failed[-1].message if failed else ""
 
 
+def _total_requests(info: k.PodInfo) -> dict[str, int]:
+    """The pod's summed cpu (millicores) and memory (bytes) requests."""
+    cpu = sum(k.cpu_millicores(c.requests.get("cpu", "")) or 0 for c in info.containers)
+    memory = sum(k.memory_bytes(c.requests.get("memory", "")) or 0 for c in info.containers)
+    return {"cpu": cpu, "memory": memory}
+
+
 def _requests(info: k.PodInfo) -> str:
     parts = []
     for c in info.containers:
@@ -150,6 +157,7 @@ def _pending(result: Analysis, name: str, info: k.PodInfo, message: str) -> None
     if "insufficient" in lowered:
         kinds = sorted({k.rstrip(".") for k in re.findall(r"insufficient ([a-z0-9./-]+)", lowered)})
         result.facts["insufficient_resources"] = kinds
+        result.facts["pending_requests"] = {name: _total_requests(info)}
         result.add(
             "pending_insufficient", Severity.CAUSE,
             f"{name} is Pending: no node has enough free {' and '.join(kinds)} "
@@ -469,7 +477,51 @@ def describe_nodes(output: Output, facts: Facts) -> Analysis:
             result.add("node_taints", Severity.INFO, f"Node {n.name} taints: {', '.join(n.taints)}.")
         if n.unschedulable:
             result.add("node_cordoned", Severity.PROBLEM, f"Node {n.name} is cordoned (unschedulable).")
+    _fit(result, nodes, facts)
     return result
+
+
+def _amount(resource: str, text: str) -> int:
+    value = text.split(" ")[0]
+    return (k.cpu_millicores(value) if resource == "cpu" else k.memory_bytes(value)) or 0
+
+
+def _show(resource: str, amount: int) -> str:
+    if resource == "cpu":
+        return f"{amount}m" if amount % 1000 else str(amount // 1000)
+    gib = amount / 2**30
+    return f"{gib:.0f}Gi" if gib == int(gib) else f"{gib:.1f}Gi"
+
+
+def _fit(result: Analysis, nodes: list[k.NodeInfo], facts: Facts) -> None:
+    """Can a Pending pod's request fit on any node at all, or only once others make room?"""
+    for pod, requests in dict(facts.get("pending_requests") or {}).items():
+        for resource in facts.get("insufficient_resources", []):
+            wanted = int(requests.get(resource, 0))
+            if not wanted:
+                continue
+            sizes = {n.name: _amount(resource, n.allocatable.get(resource, "0")) for n in nodes if n.allocatable}
+            free = {
+                n.name: sizes.get(n.name, 0) - _amount(resource, n.allocated.get(resource, ("0", ""))[0]) for n in nodes
+            }
+            if not sizes:
+                continue
+            biggest = max(sizes.values())
+            if wanted > biggest:
+                result.add(
+                    "request_exceeds_nodes", Severity.CAUSE,
+                    f"{pod} requests {_show(resource, wanted)} {resource}, more than any node has allocatable "
+                    f"(the largest: {_show(resource, biggest)}): it can never be scheduled on these nodes. Lower the "
+                    f"request or add a bigger node.",
+                    pod=pod,
+                )
+            else:
+                room = ", ".join(f"{name} {_show(resource, max(v, 0))}" for name, v in free.items())
+                result.add(
+                    "request_needs_room", Severity.PROBLEM,
+                    f"{pod} requests {_show(resource, wanted)} {resource}; free {resource} per node (allocatable minus "
+                    f"requests): {room}. It fits only once other pods make room.",
+                )
 
 
 @analyzer("k8s.nodes")

@@ -204,6 +204,14 @@ def last(output: Output, facts: Facts) -> Analysis:
     attackers = set(facts.get("attackers", []))
     result = Analysis(summary=", ".join(f"{x.user} from {x.source or 'console'} ({x.when})" for x in logins[:6]))
     for x in logins:
+        still = " and is still logged in" if x.still_logged_in else ""
         if x.source in attackers:
-            result.add("login_from_attacker", Severity.CAUSE, f"{x.user} logged in from {x.source}, the attacking address ({x.when}).")
+            result.add(
+                "login_from_attacker", Severity.CAUSE,
+                f"{x.user} logged in from {x.source}, the attacking address ({x.when}){still}.",
+            )
+        elif x.still_logged_in:
+            result.add("session_open", Severity.INFO, f"{x.user} is still logged in from {x.source or 'the console'} ({x.when}).")
+    if logins and not any(x.still_logged_in for x in logins):
+        result.add("no_open_sessions", Severity.INFO, "Nobody in this list is still logged in: every session has ended.")
     return result

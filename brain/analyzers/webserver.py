@@ -87,6 +87,19 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+def _socket_upstreams(proxy: list[tuple[str, lp.Upstream | None]]) -> dict[str, str]:
+    """Unix-socket upstreams (php-fpm, gunicorn) that are missing or refuse: path -> the error."""
+    down: dict[str, str] = {}
+    for message, up in proxy:
+        if up is None or up.scheme != "unix":
+            continue
+        lowered = message.lower()
+        for reason in ("No such file or directory", "Connection refused", "Permission denied", "Resource temporarily unavailable"):
+            if reason.lower() in lowered:
+                down.setdefault(up.host, reason)
+    return down
+
+
 def _upstream_errors(text: str) -> list[tuple[str, lp.Upstream | None]]:
     """(message, upstream) for every proxy failure in an nginx or Apache error log."""
     out: list[tuple[str, lp.Upstream | None]] = []
@@ -111,6 +124,15 @@ def error_log(output: Output, facts: Facts) -> Analysis:
     lines = [ln for ln in output.text.splitlines() if ln.strip()]
     result = Analysis(summary=f"{len(lines)} lines")
     proxy = _upstream_errors(output.text)
+    sockets_down = _socket_upstreams(proxy)
+    for path, reason in sockets_down.items():
+        service = path.rsplit("/", 1)[-1].removesuffix(".sock")
+        result.add(
+            "upstream_socket_down", Severity.CAUSE,
+            f"The upstream socket unix:{path} fails with \"{reason}\": {service} is not running (or listens elsewhere), "
+            "so every request it should answer fails with 502.",
+            socket=path, service=service,
+        )
     if proxy:
         targets: list[str] = []
         for _, up in proxy:
