@@ -79,7 +79,8 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
         "app": [rf"(?:^|\s){NAME}\s+(?:pods|app|application|containers|deploy|deployment|rollout|release|statefulset|sts|daemonset|job|cronjob)\b"],
         "replicas": [r"--replicas[=\s]+(\d+)", r"\bto\s+(\d+)\b", r"\b(\d+)\s+replicas?\b"],
         "pid": [r"\bpid\s*[:=#]?\s*(\d+)", r"\b(?:backend|session|process|connection)\s+(\d+)\b"],
-        "path": [r"(?<![\w.~/-])(/[A-Za-z0-9._@+,:=/-]*[A-Za-z0-9_])"],
+        # Not the "//host" of a URL, nor a fragment of a relative path.
+        "path": [r"(?<![\w.~/:-])(/(?!/)[A-Za-z0-9._@+,:=/-]*[A-Za-z0-9_])"],
         "server": [r"\b(nginx|apache2?|httpd)\b"],
     }.items()
 }

@@ -193,6 +193,8 @@ class RunbookBrain:
     def _learn(self, found: Extraction, state: State) -> None:
         for slot, value in found.values.items():
             state.facts[slot] = value
+        # Analyzers may revise a guessed default (nginx -> apache2) but never what the user said.
+        state.facts["user_slots"] = {**state.facts.get("user_slots", {}), **dict.fromkeys(found.values, True)}
 
     def _start(self, target: Runbook | Action, found: Extraction, state: State) -> Turn:
         relevant = set(target.needs) | set(_slots_of(target))

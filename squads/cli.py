@@ -6,6 +6,8 @@ import typer
 
 from audit.cli import app as audit_app
 from evals.cli import eval_command
+from squads.chat import chat_command
+from transcripts.cli import app as transcript_app
 from permissions.cli import app as policy_app
 from tools.cli import run
 
@@ -18,6 +20,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.command("run")(run)
 app.command("eval")(eval_command)
+app.command("chat")(chat_command)
+app.add_typer(transcript_app, name="transcript")
 
 
 def main() -> None:

@@ -16,6 +16,13 @@ from squads.service import default_grants, load_squads
 from audit.service import sweep_interrupted
 from storage.db import session_scope
 from storage.service import Database, open_database
+from squads.runtime import RuntimeConfig
+from tools.executors.local import LocalExecutor
+
+
+def local_executor(node: NodeConfig) -> LocalExecutor:
+    """The executor for a node this process runs commands on itself."""
+    return LocalExecutor(env_passthrough=node.env_passthrough, extra_env=node.env)
 
 
 @dataclass
@@ -54,6 +61,17 @@ class AppContext:
     def engine(self, *, with_site: bool = True) -> PolicyEngine:
         """The policy engine: shipped defaults, plus site grants unless told not to."""
         return build_engine(defaults=self.defaults, site=self.site_grants() if with_site else ())
+
+    def runtime_config(self, *, with_site: bool = True) -> RuntimeConfig:
+        """What a conversation needs to run commands on this process's nodes (local executor)."""
+        return RuntimeConfig(
+            sessions=self.db.sessions,
+            engine=self.engine(with_site=with_site),
+            nodes=self.nodes,
+            executor_for=local_executor,
+            timeout_s=self.settings.default_timeout_s,
+            max_output=self.settings.max_output_bytes,
+        )
 
     def agent_ids(self) -> list[str]:
         return [squad.agent_id(a) for squad in self.squads.values() for a in squad.agents]

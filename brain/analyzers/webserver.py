@@ -23,7 +23,8 @@ def status(output: Output, facts: Facts) -> Analysis:
     if parsed is None:
         if "could not be found" in output.text:
             # No nginx here: the same diagnosis continues with Apache, the other server this squad knows.
-            switch = {"server": "apache2"} if unit == "nginx" else {}
+            guessed = "server" not in facts.get("user_slots", [])
+            switch = {"server": "apache2"} if unit == "nginx" and guessed else {}
             return Analysis(summary=f"{unit} is not installed here", facts={"missing_units": [unit], **switch})
         return failure(output) or Analysis(summary="no status")
     result = Analysis(summary=f"{unit}: {parsed.active} ({parsed.sub}) since {parsed.since or '?'}")

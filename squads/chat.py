@@ -1,0 +1,129 @@
+"""``squads chat``: talk to a squad in the terminal, events streamed as they happen."""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.panel import Panel
+
+from evals.models import ScenarioError, load_scenario
+from nodes.models import NodeConfig
+from permissions.models import Verdict
+from permissions.service import build_engine
+from squads.context import load_context
+from squads.models import SquadSpec
+from squads.runtime import Conversation, RuntimeConfig
+from squads.service import default_grants, load_squads
+from storage.service import open_database
+from tools.executors.fixture import FixtureExecutor
+from transcripts.models import Event, EventKind
+
+FOLD_LINES = 8
+STYLE = {Verdict.ALLOW.value: "green", Verdict.NEEDS_APPROVAL.value: "yellow", Verdict.DENY.value: "red"}
+
+
+def render_event(console: Console, event: Event, *, full_output: bool = False) -> None:
+    """Print one event: messages as Markdown, commands with their decision, outputs folded."""
+    data = event.data
+    if event.kind is EventKind.ASSISTANT_MESSAGE:
+        console.print(Panel(Markdown(event.text), title="squad", title_align="left", border_style="cyan"))
+    elif event.kind is EventKind.TOOL_CALL:
+        console.print(f"[bold]$ {escape(shlex.join(data['argv']))}[/]  [dim]{escape(data['agent'])} @ {escape(data['node'])}[/]")
+    elif event.kind is EventKind.DECISION:
+        verdict = str(data.get("decision"))
+        console.print(f"  [{STYLE.get(verdict, 'white')}]{escape(verdict)}[/]: [dim]{escape(str(data.get('reason')))}[/]")
+    elif event.kind is EventKind.TOOL_OUTPUT:
+        text = "\n".join(p for p in (data.get("stdout", ""), data.get("stderr", "")) if p).rstrip()
+        lines = text.splitlines()
+        shown = lines if full_output else lines[:FOLD_LINES]
+        for line in shown:
+            console.print(f"  [dim]│ {escape(line)}[/]")
+        more = f", {len(lines) - len(shown)} more lines folded" if len(lines) > len(shown) else ""
+        console.print(f"  [dim]└ exit {data.get('exit_code')}, {data.get('duration_ms')} ms{more}[/]")
+    elif event.kind is EventKind.APPROVAL_REQUESTED:
+        console.print(f"  [yellow]held for approval (request {escape(str(data.get('id')))}): not run[/]")
+    elif event.kind is EventKind.ERROR:
+        console.print(f"[red]error:[/] {escape(event.text)}")
+
+
+def _scenario_config(path: Path, squads: dict[str, SquadSpec], db_url: str) -> tuple[RuntimeConfig, str, str]:
+    scenario = load_scenario(path)
+    executors = {name: FixtureExecutor(node.fixtures) for name, node in scenario.nodes.items()}
+    config = RuntimeConfig(
+        sessions=open_database(url=db_url).sessions,
+        engine=build_engine(defaults=default_grants(squads.values()), site=()),
+        nodes={name: NodeConfig(name=name, labels=node.labels) for name, node in scenario.nodes.items()},
+        executor_for=lambda node: executors[node.name],
+    )
+    return config, scenario.squad, scenario.first_node
+
+
+def chat_command(
+    squad: Annotated[str | None, typer.Option(help="The squad to talk to (k8s, webserver, database, security).")] = None,
+    node: Annotated[str | None, typer.Option(help="The node its commands run on.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Option(help="Chat against a scenario's simulated nodes (recorded outputs).")
+    ] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Continue a stored conversation by id.")] = None,
+    message: Annotated[
+        list[str] | None, typer.Option("--message", "-m", help="Send these messages and exit (repeatable).")
+    ] = None,
+    full_output: Annotated[bool, typer.Option(help="Show command outputs unfolded.")] = False,
+    actor: Annotated[str, typer.Option(help="Who is chatting (recorded in the audit log).")] = "terminal",
+) -> None:
+    """Talk to a squad. Commands, decisions and outputs stream as they happen."""
+    console = Console()
+    squads = load_squads() if scenario else load_context().squads
+    try:
+        if scenario is not None:
+            tmp = tempfile.mkdtemp(prefix="squads-chat-")
+            config, scenario_squad, first = _scenario_config(scenario, squads, f"sqlite:///{Path(tmp) / 'chat.sqlite3'}")
+            squad, node = squad or scenario_squad, node or first
+        else:
+            config = load_context().runtime_config()
+    except (ScenarioError, ValueError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if resume is None and (squad is None or squad not in squads):
+        console.print(f"[red]error:[/] choose a squad with --squad: {', '.join(sorted(squads))}")
+        raise typer.Exit(2)
+    if resume is None and (node is None or node not in config.nodes):
+        console.print(f"[red]error:[/] choose a node with --node: {', '.join(sorted(config.nodes))}")
+        raise typer.Exit(2)
+    if resume is not None:
+        from transcripts.service import ConversationNotFound, get_conversation
+
+        with config.sessions() as session:
+            try:
+                squad = get_conversation(session, resume).squad
+            except ConversationNotFound as exc:
+                console.print(f"[red]error:[/] {escape(str(exc))}")
+                raise typer.Exit(2) from None
+        conversation = Conversation(config=config, squad=squads[squad], conversation_id=resume, actor=actor)
+    else:
+        assert squad is not None and node is not None
+        conversation = Conversation.start(config=config, squad=squads[squad], node=node, actor=actor)
+    console.print(f"[dim]{escape(squads[squad].title)} on {escape(conversation.node)}; conversation {conversation.id}. "
+                  "Ctrl-D or /quit to leave.[/]")
+    inputs = iter(message) if message else None
+    while True:
+        try:
+            text = next(inputs) if inputs is not None else console.input("[bold cyan]you>[/] ")
+        except (EOFError, StopIteration, KeyboardInterrupt):
+            break
+        if text.strip() in ("/quit", "/exit"):
+            break
+        if not text.strip():
+            continue
+        if inputs is not None:
+            console.print(f"[bold cyan]you>[/] {escape(text)}")
+        for event in conversation.handle(text):
+            render_event(console, event, full_output=full_output)
+    console.print(f"[dim]conversation {conversation.id} saved; `squads transcript export {conversation.id}`[/]")
