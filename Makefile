@@ -23,6 +23,7 @@ test: $(BIN)/.installed services
 bench: $(BIN)/.installed services
 	$(BIN)/python benchmarks/policy_bench.py
 	$(BIN)/python benchmarks/audit_bench.py
+	$(BIN)/python benchmarks/eval_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

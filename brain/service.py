@@ -301,7 +301,7 @@ class RunbookBrain:
         for finding in ordered:
             text = runbook.advice.get(finding.code)
             if text:
-                filled = PLACEHOLDER.sub(lambda m: str(finding.data.get(m.group(1), state.facts.get(m.group(1), "?"))), text)
+                filled = fill_text(text, {**state.facts, **finding.data})
                 if filled not in advice:
                     advice.append(filled)
         offer_text = ""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from config.yaml_loader import safe_load
 
 from tools.executors.fixture import CommandPattern, Fixture
 
@@ -84,7 +87,7 @@ class ScenarioError(ValueError):
 def load_scenario(path: Path) -> Scenario:
     """Parse and validate one scenario file."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
         return Scenario.model_validate(data)
     except (OSError, yaml.YAMLError, ValidationError, ValueError) as exc:
         raise ScenarioError(f"{path}: {exc}") from exc

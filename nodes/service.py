@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from config.yaml_loader import safe_load
 from nodes.models import LOCAL_NODE, NodeConfig
 
 
@@ -21,7 +22,7 @@ def load_nodes(config_dir: Path) -> dict[str, NodeConfig]:
     if not path.exists():
         return nodes
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load(path.read_text()) or {}
         for raw in data.get("nodes", []):
             node = NodeConfig.model_validate(raw)
             nodes[node.name] = node

@@ -14,8 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from config.yaml_loader import safe_load
 
 from permissions.validators import Validator, from_spec
 
@@ -188,7 +189,7 @@ def build_program(name: str, raw: dict[str, Any]) -> ProgramSpec:
 def load_programs(path: Path | None = None) -> dict[str, ProgramSpec]:
     """The flag policy of every known program (``programs.yaml`` by default)."""
     source = path or Path(__file__).with_name("programs.yaml")
-    data = yaml.safe_load(source.read_text())
+    data = safe_load(source.read_text())
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping of program name to spec")
     return {name: build_program(name, raw) for name, raw in data.items()}

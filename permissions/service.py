@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config.yaml_loader import safe_load
 from permissions.engine import PolicyEngine, compile_grant
 from permissions.models import GrantRecord, GrantSpec
 from permissions.programs import load_programs
@@ -44,7 +45,7 @@ def load_site_grants(config_dir: Path) -> list[GrantSpec]:
     if folder.is_dir():
         for path in sorted(folder.glob("*.y*ml")):
             try:
-                data = yaml.safe_load(path.read_text())
+                data = safe_load(path.read_text())
             except yaml.YAMLError as exc:
                 raise GrantError(f"{path}: not valid YAML: {exc}") from exc
             grants.extend(parse_grants(data, source=str(path)))

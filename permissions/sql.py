@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from config.yaml_loader import safe_load
 
 _WS = re.compile(r" +")
 _HOLE = re.compile(r"\{([a-z_]+):int\}")
@@ -59,7 +59,7 @@ def _compile(name: str, text: str) -> Statement:
 
 @lru_cache(maxsize=1)
 def _catalogue() -> tuple[dict[str, Statement], dict[str, tuple[str, ...]]]:
-    data = yaml.safe_load((Path(__file__).with_name("sql.yaml")).read_text())
+    data = safe_load((Path(__file__).with_name("sql.yaml")).read_text())
     statements = {name: _compile(name, text) for name, text in data["statements"].items()}
     groups = {name: tuple(members) for name, members in data.get("groups", {}).items()}
     for group, members in groups.items():

@@ -2,6 +2,8 @@
 
 PostgreSQL on 127.0.0.1:5432 is expected (trust auth). When it is down, start
 the Debian cluster; when it is missing and we are root, install it first.
+nginx (/usr/sbin/nginx) must be installed; the tests start their own instances,
+so the system one is stopped again if installing the package started it.
 Every command is an argv list; nothing goes through a shell.
 """
 
@@ -55,9 +57,27 @@ def ensure_postgres() -> None:
         sys.exit("PostgreSQL is up but 'postgres' cannot log in over 127.0.0.1 without a password (trust auth expected)")
 
 
+NGINX = Path("/usr/sbin/nginx")
+
+
+def ensure_nginx() -> None:
+    if NGINX.exists():
+        return
+    apt_install("nginx")
+    if not NGINX.exists():
+        sys.exit(f"installing nginx did not provide {NGINX}")
+    # The package may start the system nginx on port 80; the tests run their own, on loopback.
+    for argv in (["service", "nginx", "stop"], [str(NGINX), "-s", "stop"]):
+        try:
+            subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            pass
+
+
 def main() -> None:
     ensure_postgres()
-    print("services ready: postgresql 127.0.0.1:5432")
+    ensure_nginx()
+    print(f"services ready: postgresql 127.0.0.1:5432, nginx {NGINX}")
 
 
 if __name__ == "__main__":

@@ -124,10 +124,13 @@ class Conversation:
     def _flush(self) -> Iterator[Event]:
         stored: list[Event] = []
         with session_scope(self.config.sessions) as session:
+            position = transcripts.last_seq(session, self.id)
             for kind, data, seq in self._buffer:
+                position += 1
                 stored.append(
                     transcripts.append_event(
-                        session, conversation_id=self.id, kind=kind, turn=self.turns, data=data, audit_seq=seq
+                        session, conversation_id=self.id, kind=kind, turn=self.turns, data=data,
+                        audit_seq=seq, seq=position,
                     )
                 )
             if self._buffer and self._buffer[-1][0] is EventKind.TURN_COMPLETE:
@@ -190,15 +193,20 @@ class Conversation:
         self, decision: Decision, seq: int, tool: str | None, events: list[Event], *, held: bool
     ) -> CallResult:
         self._buffer.append((EventKind.DECISION, decision.as_dict(), seq))
-        base = {"argv": list(decision.argv), "agent": decision.agent, "node": decision.node, "tool": tool}
+        argv, agent, node = list(decision.argv), decision.agent or "", decision.node or ""
         if decision.verdict is Verdict.DENY:
             events.extend(self._flush())
-            return CallResult(status="denied", reason=decision.reason, **base)
-        approval = {"id": str(seq), "decision_seq": seq, **base, "reason": decision.reason, "status": "pending"}
+            return CallResult(status="denied", reason=decision.reason, argv=argv, agent=agent, node=node, tool=tool)
+        approval = {
+            "id": str(seq), "decision_seq": seq, "argv": argv, "agent": agent, "node": node, "tool": tool,
+            "reason": decision.reason, "held_by_squad": held, "status": "pending",
+        }
         self.approvals.append(approval)
         self._buffer.append((EventKind.APPROVAL_REQUESTED, approval, seq))
         events.extend(self._flush())
-        return CallResult(status="approval", reason=decision.reason, approval_id=str(seq), **base)
+        return CallResult(
+            status="approval", reason=decision.reason, approval_id=str(seq), argv=argv, agent=agent, node=node, tool=tool
+        )
 
     def _timeout(self, tool: str | None) -> float:
         spec = self.squad.tool(tool) if tool else None

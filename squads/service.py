@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from config.yaml_loader import safe_load
 from permissions.models import GrantSpec
 from squads.models import SquadSpec
 from tools.models import Effect
@@ -22,7 +23,7 @@ class BundleError(ValueError):
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise BundleError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -69,17 +69,25 @@ def save_state(session: Session, conversation_id: str, state: dict[str, Any], *,
         record.title = title[:300]
 
 
+def last_seq(session: Session, conversation_id: str) -> int:
+    """The seq of the conversation's last event (0 when it has none)."""
+    last = session.scalar(select(func.max(EventRecord.seq)).where(EventRecord.conversation_id == conversation_id))
+    return int(last or 0)
+
+
 def append_event(
     session: Session, *, conversation_id: str, kind: EventKind, turn: int,
-    data: dict[str, Any], audit_seq: int | None = None,
+    data: dict[str, Any], audit_seq: int | None = None, seq: int | None = None,
 ) -> Event:
-    """Store one event (secrets redacted) at the end of the conversation."""
-    last = session.scalar(
-        select(func.max(EventRecord.seq)).where(EventRecord.conversation_id == conversation_id)
-    )
+    """Store one event (secrets redacted) at the end of the conversation.
+
+    ``seq`` may be given by a caller appending several events in one
+    transaction (``last_seq`` + 1, + 2, ...); the unique (conversation, seq)
+    constraint still refuses two writers racing for the same place."""
     clean = redact_value(data)
     assert isinstance(clean, dict)
-    event = Event(kind=kind, turn=turn, seq=(last or 0) + 1, at=_now(), data=clean, audit_seq=audit_seq)
+    position = seq if seq is not None else last_seq(session, conversation_id) + 1
+    event = Event(kind=kind, turn=turn, seq=position, at=_now(), data=clean, audit_seq=audit_seq)
     session.add(
         EventRecord(
             conversation_id=conversation_id, seq=event.seq, turn=turn, kind=kind.value,
