@@ -93,6 +93,7 @@ class Extraction:
 
     values: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    text: str = ""
 
 
 def _candidates(slot: str, text: str) -> Iterable[str]:
@@ -106,7 +107,7 @@ def _candidates(slot: str, text: str) -> Iterable[str]:
 
 def extract(text: str, slots: Iterable[str] = SLOT_TYPES) -> Extraction:
     """The first plausible value of each slot in ``text``, validated."""
-    found = Extraction()
+    found = Extraction(text=text)
     for slot in slots:
         if slot not in PATTERNS:
             continue

@@ -193,6 +193,7 @@ class RunbookBrain:
     def _learn(self, found: Extraction, state: State) -> None:
         for slot, value in found.values.items():
             state.facts[slot] = value
+        state.facts["message"] = found.text.lower()  # analyzers may narrow to names the user wrote
         # Analyzers may revise a guessed default (nginx -> apache2) but never what the user said.
         state.facts["user_slots"] = {**state.facts.get("user_slots", {}), **dict.fromkeys(found.values, True)}
 

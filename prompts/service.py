@@ -37,3 +37,8 @@ def _quote(arg: str) -> str:
 def render(name: str, **context: Any) -> str:
     """Render ``prompts/<name>.j2`` with ``context``; the result is stripped."""
     return environment().get_template(f"{name}.j2").render(**context).strip()
+
+
+def system_prompt(squad: Any) -> str:
+    """The system prompt for a squad in LLM mode (its agents, tools and rules of conduct)."""
+    return render("system/squad", squad=squad)

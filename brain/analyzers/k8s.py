@@ -40,7 +40,9 @@ def pods(output: Output, facts: Facts) -> Analysis:
         return Analysis(summary=f"no pods{where}", facts={"no_pods": True})
     bad = [r for r in rows if _unhealthy(r)]
     app = str(facts.get("app") or "")
-    targets = [r for r in bad if not app or r.name.startswith(app)] or bad
+    message = str(facts.get("message") or "")
+    named = [r for r in bad if r.name in message]
+    targets = named or [r for r in bad if app and r.name.startswith(app)] or bad
     shown = ", ".join(_pod_line(r) for r in rows[:POD_LIST_LIMIT])
     more = f" and {len(rows) - POD_LIST_LIMIT} more" if len(rows) > POD_LIST_LIMIT else ""
     result = Analysis(summary=f"{len(rows)} pods{where}, {len(bad)} not healthy: {shown}{more}")
