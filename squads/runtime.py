@@ -27,7 +27,7 @@ from permissions.engine import PolicyEngine
 from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
 from storage.db import session_scope
-from tools.execution import execute
+from tools.execution import execute, run_decided
 from tools.executors.base import Executor
 from tools.models import Effect
 from tools.service import ToolCallError, render, rule_text
@@ -35,6 +35,10 @@ from transcripts import service as transcripts
 from transcripts.models import Event, EventKind
 
 log = logging.getLogger(__name__)
+
+
+class ApprovalError(ValueError):
+    """An approval cannot be resolved as asked; the message says why."""
 ExecutorFactory = Callable[[NodeConfig], Executor]
 
 
@@ -109,6 +113,60 @@ class Conversation:
                 yield from events
         yield from self._emit(EventKind.TURN_COMPLETE, {"turn": self.turns}, flush=True)
 
+    def resolve_approval(
+        self, approval_id: str, *, approver: str, approved: bool, reason: str | None = None
+    ) -> Iterator[Event]:
+        """Approve or reject a held command; an approved one runs through the normal path.
+
+        The requester cannot approve their own request, and the command is
+        decided again first: a grant revoked since the request wins."""
+        approval = next((a for a in self.approvals if a["id"] == approval_id), None)
+        if approval is None or approval["status"] != "pending":
+            raise ApprovalError(f"no pending approval {approval_id!r} in conversation {self.id}")
+        if approved and approver == self.actor:
+            raise ApprovalError(f"{approver} requested this command and cannot approve it; another approver must")
+        with session_scope(self.config.sessions) as session:
+            record = audit.record_approval(
+                session, decision_seq=approval["decision_seq"], approver=approver, approved=approved, reason=reason
+            )
+        approval["status"] = "approved" if approved else "rejected"
+        data = {"id": approval_id, "status": approval["status"], "by": approver, "reason": reason, "argv": approval["argv"]}
+        yield from self._emit(EventKind.APPROVAL_RESOLVED, data, record.seq)
+        if approved:
+            yield from self._run_approved(approval)
+        yield from self._emit(EventKind.TURN_COMPLETE, {"turn": self.turns})
+
+    def _run_approved(self, approval: dict[str, Any]) -> Iterator[Event]:
+        node = self.config.nodes[approval["node"]]
+        decision = self.config.engine.decide(agent=approval["agent"], node=node.context(), argv=approval["argv"])
+        context = {"actor": self.actor, "squad": self.squad.name, "conversation_id": self.id}
+        if decision.verdict is Verdict.DENY:
+            with session_scope(self.config.sessions) as session:
+                seq = audit.record_decision(session, decision=decision, **context).seq
+            yield from self._emit(EventKind.DECISION, decision.as_dict(), seq)
+            yield from self._emit(EventKind.ERROR, {"text": f"not run: the policy now refuses it: {decision.reason}"})
+            return
+        try:
+            outcome = run_decided(
+                sessions=self.config.sessions, executor=self.config.executor(node), decision=decision,
+                decision_seq=approval["decision_seq"], timeout=self._timeout(approval.get("tool")),
+                max_output=self.config.max_output, **context,
+            )
+        except Exception as exc:
+            yield from self._emit(EventKind.ERROR, {"text": f"node {node.name} could not run it: {exc}"})
+            return
+        res = outcome.result
+        assert res is not None
+        self._buffer.append((EventKind.TOOL_CALL, {**{k: approval[k] for k in ("tool", "argv", "agent", "node")}, "why": "approved"}, None))
+        self._buffer.append(
+            (EventKind.TOOL_OUTPUT, {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr,
+                                     "duration_ms": res.duration_ms, "truncated": res.truncated,
+                                     "timed_out": res.timed_out}, outcome.finished_seq)
+        )
+        status = "succeeded" if res.exit_code == 0 else f"failed with exit code {res.exit_code}"
+        text = f"Approved and run: `{' '.join(approval['argv'])}` on {node.name} {status}."
+        yield from self._emit(EventKind.ASSISTANT_MESSAGE, {"text": text})
+
     def _switch_node(self, text: str) -> None:
         named = [n for n in self.config.nodes if n != self.node and n in words(text)]
         if len(named) == 1:
@@ -133,7 +191,7 @@ class Conversation:
                         audit_seq=seq, seq=position,
                     )
                 )
-            if self._buffer and self._buffer[-1][0] is EventKind.TURN_COMPLETE:
+            if self._buffer and self._buffer[-1][0] is EventKind.TURN_COMPLETE:  # state is saved once per turn
                 first_user = next((d["text"] for k, d, _ in self._buffer if k is EventKind.USER_MESSAGE), "")
                 transcripts.save_state(
                     session, self.id, {**self.state.dump(), "node": self.node, "approvals": self.approvals},

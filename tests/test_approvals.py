@@ -1,0 +1,72 @@
+"""Held commands: approving runs them through the normal path, rejecting never does."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from audit.models import AuditRecord, RecordKind
+from audit.service import verify
+from nodes.models import NodeConfig
+from permissions.service import build_engine
+from squads.runtime import ApprovalError, Conversation, RuntimeConfig
+from squads.service import default_grants, load_squads
+from storage.service import Database
+from tools.executors.fixture import Fixture, FixtureExecutor
+from transcripts.models import EventKind
+
+
+def _conversation(db: Database) -> tuple[Conversation, FixtureExecutor]:
+    squads = load_squads()
+    executor = FixtureExecutor([Fixture(run="systemctl restart nginx", stdout="")])
+    config = RuntimeConfig(
+        sessions=db.sessions,
+        engine=build_engine(defaults=default_grants(squads.values()), site=()),
+        nodes={"web-1": NodeConfig(name="web-1")},
+        executor_for=lambda node: executor,
+    )
+    return Conversation.start(config=config, squad=squads["webserver"], node="web-1", actor="alice"), executor
+
+
+def _held(conversation: Conversation) -> str:
+    events = list(conversation.handle("please restart nginx"))
+    requested = [e for e in events if e.kind is EventKind.APPROVAL_REQUESTED]
+    assert len(requested) == 1, [e.kind for e in events]
+    assert not [e for e in events if e.kind is EventKind.TOOL_OUTPUT]
+    return str(requested[0].data["id"])
+
+
+def test_requester_cannot_approve_their_own_command(db: Database) -> None:
+    conversation, executor = _conversation(db)
+    approval_id = _held(conversation)
+    with pytest.raises(ApprovalError, match="cannot approve"):
+        list(conversation.resolve_approval(approval_id, approver="alice", approved=True))
+    assert executor.calls == []
+
+
+def test_approved_command_runs_once_and_is_audited(db: Database) -> None:
+    conversation, executor = _conversation(db)
+    approval_id = _held(conversation)
+    events = list(conversation.resolve_approval(approval_id, approver="bob", approved=True, reason="planned"))
+    kinds = [e.kind for e in events]
+    assert kinds[0] is EventKind.APPROVAL_RESOLVED and events[0].data["by"] == "bob"
+    assert EventKind.TOOL_OUTPUT in kinds
+    assert executor.calls == [["/usr/bin/systemctl", "restart", "nginx"]]
+    with pytest.raises(ApprovalError, match="no pending approval"):
+        list(conversation.resolve_approval(approval_id, approver="bob", approved=True))
+    with db.sessions() as session:
+        records = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
+        resolved = [r for r in records if r.kind == RecordKind.APPROVAL_RESOLVED]
+        assert [(r.actor, r.decision, r.ref_seq) for r in resolved] == [("bob", "approved", int(approval_id))]
+        started = [r for r in records if r.kind == RecordKind.EXECUTION_STARTED]
+        assert len(started) == 1 and started[0].ref_seq == int(approval_id)
+        assert verify(session).ok
+
+
+def test_rejected_command_never_runs(db: Database) -> None:
+    conversation, executor = _conversation(db)
+    approval_id = _held(conversation)
+    events = list(conversation.resolve_approval(approval_id, approver="bob", approved=False, reason="not now"))
+    assert events[0].data["status"] == "rejected"
+    assert EventKind.TOOL_OUTPUT not in [e.kind for e in events]
+    assert executor.calls == []
