@@ -77,10 +77,11 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
         ],
         "container": [rf"\bcontainer\s*[:=]?\s*{NAME}", rf"(?:^|\s)-c\s+{NAME}"],
         "app": [rf"(?:^|\s){NAME}\s+(?:pods|app|application|containers|deploy|deployment|rollout|release|statefulset|sts|daemonset|job|cronjob)\b"],
-        "replicas": [r"--replicas[=\s]+(\d+)", r"\bto\s+(\d+)\b", r"\b(\d+)\s+replicas?\b"],
-        "pid": [r"\bpid\s*[:=#]?\s*(\d+)", r"\b(?:backend|session|process|connection)\s+(\d+)\b"],
-        # Not the "//host" of a URL, nor a fragment of a relative path.
-        "path": [r"(?<![\w.~/:-])(/(?!/)[A-Za-z0-9._@+,:=/-]*[A-Za-z0-9_])"],
+        "replicas": [rf"--replicas[=\s]+{NAME}", r"\bto\s+(\d[^\s,]*)", r"\b(\d+)\s+replicas?\b"],
+        "pid": [rf"\bpid\s*[:=#]?\s*{NAME}", r"\b(?:backend|session|process|connection)\s+(\d[^\s,]*)"],
+        # Not the "//host" of a URL, nor a fragment of a relative path; captured up to white space so
+        # that "/var/log/x/$(id)" is refused whole rather than cut down to "/var/log/x".
+        "path": [r"(?<![\w.~/:-])(/(?!/)[^\s,'\"`]*[^\s,'\"`.;:!?)])"],
         "server": [r"\b(nginx|apache2?|httpd)\b"],
     }.items()
 }
@@ -99,28 +100,33 @@ class Extraction:
 def _candidates(slot: str, text: str) -> Iterable[str]:
     for pattern in PATTERNS[slot]:
         for match in pattern.finditer(text):
-            value = match.group(1).rstrip(".,;:!?)'\"").lstrip("('\"")
+            value = match.group(1).rstrip(".,:!?'\"").lstrip("('\"")
+            if value.endswith(")") and "(" not in value:
+                value = value[:-1]  # "(pod foo)" but not "$(id)"
             if value.lower() in STOPWORDS:
                 continue
             yield ALIASES.get(slot, {}).get(value.lower(), value)
 
 
 def extract(text: str, slots: Iterable[str] = SLOT_TYPES) -> Extraction:
-    """The first plausible value of each slot in ``text``, validated."""
+    """The first plausible value of each slot in ``text``, validated.
+
+    Patterns are tried most specific first, and the first candidate decides: a
+    candidate that fails its validator is an error, never a reason to try a
+    looser pattern that might pick a valid-looking piece of the same token."""
     found = Extraction(text=text)
     for slot in slots:
         if slot not in PATTERNS:
             continue
-        for value in _candidates(slot, text):
-            if slot == "server":
-                value = value.lower()
-            try:
-                found.values[slot] = from_spec(SLOT_TYPES[slot]).validate(value, what=slot)
-            except ValueRejected as exc:
-                found.errors.setdefault(slot, str(exc))
-                continue
-            found.errors.pop(slot, None)
-            break
+        value = next(iter(_candidates(slot, text)), None)
+        if value is None:
+            continue
+        if slot == "server":
+            value = value.lower()
+        try:
+            found.values[slot] = from_spec(SLOT_TYPES[slot]).validate(value, what=slot)
+        except ValueRejected as exc:
+            found.errors[slot] = str(exc)
     return found
 
 

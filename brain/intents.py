@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar
 WORD = re.compile(r"[a-z0-9][a-z0-9_.'/-]*[a-z0-9]|[a-z0-9]")
 MAX_GAP = 4
 AFFIRMATIVE = {"yes", "y", "yep", "yeah", "sure", "ok", "okay", "please", "go", "do"}
-NEGATIVE = {"no", "nope", "nah", "don't", "dont", "cancel", "stop"}
+NEGATIVE = {"no", "nope", "nah", "don't", "dont", "not", "never", "cancel", "stop", "wait"}
 
 
 def words(text: str) -> list[str]:
@@ -85,7 +85,7 @@ def best_match(candidates: Sequence[T], text: str) -> tuple[T | None, int]:
 def is_affirmative(text: str) -> bool:
     """A reply that accepts an offer: starts with yes, sure, ok, go ahead, please do..."""
     found = words(text)
-    return bool(found) and found[0] in AFFIRMATIVE and not (set(found[:3]) & NEGATIVE)
+    return bool(found) and found[0] in AFFIRMATIVE and not (set(found[:4]) & NEGATIVE)
 
 
 def is_negative(text: str) -> bool:

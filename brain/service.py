@@ -19,7 +19,7 @@ from brain.analyzers import Output, analyze
 from brain.extract import SUBJECT_SLOTS, Extraction, extract
 from brain.intents import best_match, is_affirmative, is_negative
 from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
-from permissions.programs import known_programs
+from permissions.programs import known_programs, load_programs
 from prompts.service import render
 from squads.models import SquadSpec
 
@@ -55,23 +55,41 @@ class Checked:
 
 
 def explicit_command(text: str, programs: set[str]) -> list[str] | None:
-    """The argv of a command the user names ("run kubectl get pods -n x", `backticks`,
-    or a message that starts with one of the squad's programs); None otherwise.
+    """The argv of a command the user names, or None for prose.
 
-    ``shlex`` only splits words here: nothing is ever handed to a shell.
+    A command is ``run ...``/``execute ...`` (also mid-sentence: "now run
+    kubectl ..."), text in backticks, or a message that starts with one of the
+    squad's (or any known) programs followed by a flag or one of its
+    subcommands ("df -h", "kubectl get pods"), so "nginx on web-2 will not start" and "last night
+    ..." stay prose. After ``run`` the first word must be a known program, a
+    path, or be followed by a flag ("run rm -rf /" is a command, and is
+    refused by the policy); "run the diagnostics" is prose. ``shlex`` only
+    splits words here: nothing is ever handed to a shell.
     """
     match = EXPLICIT.match(text) or BACKTICKS.search(text)
     inner = None if match else EXPLICIT_INNER.search(text)
-    candidate = (match or inner).group("cmd") if (match or inner) else text.strip()  # type: ignore[union-attr]
+    named = match or inner
+    candidate = named.group("cmd") if named else text.strip()
     try:
         argv = shlex.split(candidate)
     except ValueError:
         return [candidate] if match else None
     if not argv:
         return None
-    if match or argv[0] in programs or os.path.basename(argv[0]) in known_programs():
+    program = os.path.basename(argv[0])
+    known = argv[0] in programs or program in known_programs()
+    if named:
+        if known or argv[0].startswith("/") or (match and any(a.startswith("-") for a in argv[1:])):
+            return argv
+        return None
+    if known and len(argv) > 1 and (argv[1].startswith("-") or _is_subcommand(program, argv[1])):
         return argv
     return None
+
+
+def _is_subcommand(program: str, word: str) -> bool:
+    spec = load_programs().get(program)
+    return spec is not None and word in spec.root.subcommands
 
 
 def holds(conditions: list[str], facts: Facts) -> bool:
@@ -321,7 +339,10 @@ class RunbookBrain:
 
 
 def _slots_of(target: Runbook | Action) -> list[str]:
-    templates = target.params.values() if isinstance(target, Action) else [v for s in target.steps for v in s.with_.values()]
+    if isinstance(target, Action):
+        templates = list(target.params.values())
+    else:
+        templates = [v for s in target.steps for v in s.with_.values()] + ["{" + v + "}" for v in target.seed.values()]
     return [n for v in templates if isinstance(v, str) for group in PLACEHOLDER.findall(v) for n in group.split("|")]
 
 

@@ -64,7 +64,9 @@ def _print(report: ScenarioReport, *, verbose: bool) -> None:
     if report.passed:
         typer.echo(f"PASS {report.name}")
     else:
-        typer.echo(f"FAIL {report.name}: " + "; ".join(report.reasons))
+        # One line per scenario (FORMAT.md), even when a reason (a validation error) spans several.
+        reasons = "; ".join(" ".join(r.split()) for r in report.reasons)
+        typer.echo(f"FAIL {report.name}: {reasons}")
     if verbose:
         for index, turn in enumerate(report.turns, start=1):
             typer.echo(f"  turn {index}: {turn.user}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +20,6 @@ from squads.context import load_context
 from squads.models import SquadSpec
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import default_grants, load_squads
-from storage.service import open_database
 from tools.executors.fixture import FixtureExecutor
 from transcripts.models import Event, EventKind
 
@@ -53,11 +51,16 @@ def render_event(console: Console, event: Event, *, full_output: bool = False) -
         console.print(f"[red]error:[/] {escape(event.text)}")
 
 
-def _scenario_config(path: Path, squads: dict[str, SquadSpec], db_url: str) -> tuple[RuntimeConfig, str, str]:
+def _scenario_config(path: Path, squads: dict[str, SquadSpec]) -> tuple[RuntimeConfig, str, str]:
+    """Simulated nodes answer from the scenario's fixtures; the policy is the shipped defaults.
+
+    The conversation and its audit records go to the product's own database,
+    like the demo's lab nodes: the node names say they are simulated, and the
+    conversation can be resumed and exported like any other."""
     scenario = load_scenario(path)
     executors = {name: FixtureExecutor(node.fixtures) for name, node in scenario.nodes.items()}
     config = RuntimeConfig(
-        sessions=open_database(url=db_url).sessions,
+        sessions=load_context().db.sessions,
         engine=build_engine(defaults=default_grants(squads.values()), site=()),
         nodes={name: NodeConfig(name=name, labels=node.labels) for name, node in scenario.nodes.items()},
         executor_for=lambda node: executors[node.name],
@@ -83,8 +86,7 @@ def chat_command(
     squads = load_squads() if scenario else load_context().squads
     try:
         if scenario is not None:
-            tmp = tempfile.mkdtemp(prefix="squads-chat-")
-            config, scenario_squad, first = _scenario_config(scenario, squads, f"sqlite:///{Path(tmp) / 'chat.sqlite3'}")
+            config, scenario_squad, first = _scenario_config(scenario, squads)
             squad, node = squad or scenario_squad, node or first
         else:
             config = load_context().runtime_config()

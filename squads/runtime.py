@@ -12,6 +12,7 @@ saved after the turn so it can be resumed.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audit import service as audit
 from brain.actions import Call, CallResult, Say, Turn
-from brain.intents import words
-from brain.service import RunbookBrain, State
+from brain.service import RunbookBrain, State, explicit_command
 from nodes.models import NodeConfig
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, Verdict
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 class ApprovalError(ValueError):
     """An approval cannot be resolved as asked; the message says why."""
 ExecutorFactory = Callable[[NodeConfig], Executor]
+NODE_MENTION = re.compile(r"\b(?:on|node|host|server|box|machine|check|from|at|to)\s+([A-Za-z0-9][A-Za-z0-9._-]*)", re.I)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Conversation:
         self.state = State.load(saved)
         self.approvals: list[dict[str, Any]] = list(saved.get("approvals", []))
         self._buffer: list[tuple[EventKind, dict[str, Any], int | None]] = []
+        self._title = ""
 
     @classmethod
     def start(cls, *, config: RuntimeConfig, squad: SquadSpec, node: str, actor: str | None) -> Conversation:
@@ -91,8 +93,10 @@ class Conversation:
     def handle(self, text: str) -> Iterator[Event]:
         """Process one user message; yields each event as it happens (already stored)."""
         self.turns += 1
-        yield from self._emit(EventKind.USER_MESSAGE, {"text": text, "node": self.node})
+        if self.turns == 1:
+            self._title = text.strip().splitlines()[0] if text.strip() else ""
         self._switch_node(text)
+        yield from self._emit(EventKind.USER_MESSAGE, {"text": text, "node": self.node})
         turn: Turn = self.brain.turn(text, self.state)
         result: CallResult | None = None
         while True:
@@ -168,9 +172,15 @@ class Conversation:
         yield from self._emit(EventKind.ASSISTANT_MESSAGE, {"text": text})
 
     def _switch_node(self, text: str) -> None:
-        named = [n for n in self.config.nodes if n != self.node and n in words(text)]
-        if len(named) == 1:
-            self.node = named[0]
+        """Move to another configured node the message names in prose ("on web-2", "check db-3").
+
+        A name inside a command ("run kubectl logs web-1") is an argument, not a node."""
+        if explicit_command(text, self.brain.programs) is not None:
+            return
+        named = {m.group(1).lower() for m in NODE_MENTION.finditer(text)}
+        others = [n for n in self.config.nodes if n != self.node and n in named]
+        if len(others) == 1:
+            self.node = others[0]
 
     def _emit(
         self, kind: EventKind, data: dict[str, Any], audit_seq: int | None = None, *, flush: bool = True
@@ -192,10 +202,9 @@ class Conversation:
                     )
                 )
             if self._buffer and self._buffer[-1][0] is EventKind.TURN_COMPLETE:  # state is saved once per turn
-                first_user = next((d["text"] for k, d, _ in self._buffer if k is EventKind.USER_MESSAGE), "")
                 transcripts.save_state(
                     session, self.id, {**self.state.dump(), "node": self.node, "approvals": self.approvals},
-                    turns=self.turns, title=first_user,
+                    turns=self.turns, title=self._title,
                 )
         self._buffer.clear()
         yield from stored

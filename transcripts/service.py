@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
-from transcripts.redact import redact_value
+from transcripts.redact import redact, redact_value
 
 
 class ConversationNotFound(LookupError):
@@ -33,7 +33,7 @@ def create_conversation(session: Session, *, squad: str, node: str, actor: str |
     conversation_id = uuid.uuid4().hex
     session.add(
         ConversationRecord(
-            id=conversation_id, squad=squad, node=node, actor=actor, title=title[:300],
+            id=conversation_id, squad=squad, node=node, actor=actor, title=redact(title)[0][:300],
             created_at=now, updated_at=now, turns=0, state="{}",
         )
     )
@@ -66,7 +66,7 @@ def save_state(session: Session, conversation_id: str, state: dict[str, Any], *,
     record.turns = turns
     record.updated_at = _now().isoformat()
     if title and not record.title:
-        record.title = title[:300]
+        record.title = redact(title)[0][:300]
 
 
 def last_seq(session: Session, conversation_id: str) -> int:
