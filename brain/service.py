@@ -295,8 +295,9 @@ class RunbookBrain:
             assert result is not None
             if result.status != "ran":
                 checked.append(Checked(result.argv or [step.tool], _not_run(result)))
-                if result.status == "denied":
-                    findings.append(Finding("policy_denied", Severity.INFO, f"I could not run `{' '.join(result.argv)}`: {result.reason}"))
+                if result.status in ("denied", "invalid", "error"):
+                    what = f"`{' '.join(result.argv)}`" if result.argv else step.tool
+                    findings.append(Finding("not_run", Severity.PROBLEM, f"I could not run {what}: {result.reason}"))
                 continue
             output = Output(
                 argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout, stderr=result.stderr,

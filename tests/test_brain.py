@@ -709,7 +709,7 @@ def _check_squad(squad: SquadSpec, messages: list[str]) -> None:
         try:
             argv = render(spec, call.params)
         except ToolCallError as exc:
-            problems.append(f"{call.tool} {call.params!r}: {exc}")
+            problems.append(f"{call.tool}: {exc}")
             return CallResult(status="invalid", reason=str(exc), tool=call.tool, node="n1")
         assert call.hold == (spec.effect is Effect.NEEDS_APPROVAL), f"hold={call.hold} for {spec.name} ({spec.effect})"
         if call.hold:
@@ -721,7 +721,12 @@ def _check_squad(squad: SquadSpec, messages: list[str]) -> None:
     for text in messages:
         steps = drive(squad, text, state, respond)
         assert any(isinstance(s, Say) for s in steps), f"no reply to {text!r}"
-        assert not problems, f"after {messages!r}: a call carried a value its tool refuses: {problems}"
+        # A value that passes its slot's validator but not the tool's (a path outside the tool's
+        # folders) is refused by the runtime before anything runs; the reply must say so.
+        said = "\n".join(s.text for s in steps if isinstance(s, Say))
+        unreported = [p for p in problems if p.split(": ", 1)[1] not in said]
+        assert not unreported, f"after {messages!r}: a refused value was not reported to the user: {unreported}"
+        problems.clear()
         State.load(state.dump())
 
 
