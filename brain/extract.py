@@ -23,7 +23,8 @@ STOPWORDS = frozenset(
     state status crashloopbackoff restarting crashing running pending failing broken down up
     never ever become becomes became keep kept won't wont cannot can't stuck after before since
     delete remove kill restart reload scale describe show get list check run execute look see
-    why how when where""".split()
+    why how when where last past hour hours minute minutes day days week night morning evening
+    logs log cluster loop phase progress general total order case fact time prod-like way""".split()
 )
 
 # Up to white space or a comma: a token with shell punctuation is captured whole and
@@ -53,9 +54,10 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
             rf"\bnamespace\s*[:=]\s*{NAME}",
             rf"(?:^|\s)(?:-n|--namespace)[=\s]+{NAME}",
             rf"\bns\s*[:=]\s*{NAME}",
+            rf"\bns\s+{NAME}",
             rf"(?:^|\s){NAME}\s+namespace\b",
             rf"\bnamespace\s+{NAME}",
-            rf"\bin\s+(?:the\s+)?{NAME}(?=\s*(?:[.,;!?):]|$)|\s+[-\u2013\u2014]\s|\s+(?:ns|is|are|was|were|keeps?|has|have|had|won't|never|cannot|can't|seems?)\b)",
+            rf"\bin\s+(?:the\s+)?{NAME}",  # loose: see SOFT
         ],
         "pod": [
             rf"\bpods?/{NAME}",
@@ -86,6 +88,9 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
     }.items()
 }
 ALIASES = {"server": {"apache": "apache2"}}
+# Loose patterns ("in X") match much ordinary prose ("in ImagePullBackOff", "in a loop"): a
+# candidate from them that fails its validator is skipped, not reported; it is never cut down.
+SOFT = {("namespace", PATTERNS["namespace"][-1].pattern)}
 
 
 @dataclass
@@ -97,15 +102,17 @@ class Extraction:
     text: str = ""
 
 
-def _candidates(slot: str, text: str) -> Iterable[str]:
+def _candidates(slot: str, text: str) -> Iterable[tuple[str, bool]]:
+    """(value, soft) for each plausible value, most specific pattern first."""
     for pattern in PATTERNS[slot]:
+        soft = (slot, pattern.pattern) in SOFT
         for match in pattern.finditer(text):
             value = match.group(1).rstrip(".,:!?'\"").lstrip("('\"")
             if value.endswith(")") and "(" not in value:
                 value = value[:-1]  # "(pod foo)" but not "$(id)"
             if value.lower() in STOPWORDS:
                 continue
-            yield ALIASES.get(slot, {}).get(value.lower(), value)
+            yield ALIASES.get(slot, {}).get(value.lower(), value), soft
 
 
 def extract(text: str, slots: Iterable[str] = SLOT_TYPES) -> Extraction:
@@ -118,15 +125,17 @@ def extract(text: str, slots: Iterable[str] = SLOT_TYPES) -> Extraction:
     for slot in slots:
         if slot not in PATTERNS:
             continue
-        value = next(iter(_candidates(slot, text)), None)
-        if value is None:
-            continue
-        if slot == "server":
-            value = value.lower()
-        try:
-            found.values[slot] = from_spec(SLOT_TYPES[slot]).validate(value, what=slot)
-        except ValueRejected as exc:
-            found.errors[slot] = str(exc)
+        validator = from_spec(SLOT_TYPES[slot])
+        for value, soft in _candidates(slot, text):
+            if slot == "server":
+                value = value.lower()
+            if soft and not validator.check(value):
+                continue
+            try:
+                found.values[slot] = validator.validate(value, what=slot)
+            except ValueRejected as exc:
+                found.errors[slot] = str(exc)
+            break
     return found
 
 

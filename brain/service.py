@@ -18,6 +18,7 @@ from brain.actions import Call, CallResult, Say, Turn
 from brain.analyzers import Output, analyze
 from brain.extract import SUBJECT_SLOTS, Extraction, extract
 from brain.intents import best_match, is_affirmative, is_negative
+from brain.parsers.logs import find_host_ports
 from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
 from permissions.programs import known_programs, load_programs
 from prompts.service import render
@@ -50,8 +51,15 @@ class State:
 
 @dataclass
 class Checked:
+    """One command of a diagnosis as the reply lists it."""
+
     argv: list[str]
     summary: str
+
+    @property
+    def shown(self) -> list[str]:
+        """The argv with a long SQL text shortened (the full command is in the transcript)."""
+        return [a if len(a) <= 90 else a[:60].rstrip() + " …" for a in self.argv]
 
 
 def explicit_command(text: str, programs: set[str]) -> list[str] | None:
@@ -228,7 +236,8 @@ class RunbookBrain:
         kind = "runbook" if isinstance(target, Runbook) else "action"
         if missing:
             state.pending = {"kind": kind, "name": target.name, "missing": missing}
-            yield Say(render("replies/ask", title=target.title, questions=[target.needs[s] for s in missing]))
+            title = PLACEHOLDER.sub("", fill_text(target.title, state.facts)).strip()
+            yield Say(render("replies/ask", title=title, questions=[target.needs[s] for s in missing]))
             return
         state.pending = None
         if isinstance(target, Runbook):
@@ -282,6 +291,11 @@ class RunbookBrain:
         for target, slot in runbook.seed.items():
             if facts.get(slot):
                 merge_facts(facts, {target: [facts[slot]]})
+        if runbook.seed_targets:
+            pairs = find_host_ports(str(facts.get("message", "")))
+            if pairs:
+                merge_facts(facts, {f"{runbook.seed_targets}_hosts": [h for h, _ in pairs],
+                                    f"{runbook.seed_targets}_ports": [p for _, p in pairs]})
         findings: list[Finding] = []
         checked: list[Checked] = []
         done: set[str] = set()
@@ -315,7 +329,7 @@ class RunbookBrain:
     ) -> str:
         # Deeper evidence comes later in a diagnosis, so among equals the later finding leads.
         ranked = sorted(enumerate(findings), key=lambda p: (-p[1].severity, -p[0]))
-        ordered = [f for _, f in ranked]
+        ordered = _group([f for _, f in ranked])
         headline = ordered[0] if ordered and ordered[0].severity >= Severity.PROBLEM else None
         advice: list[str] = []
         for finding in ordered:
@@ -332,11 +346,33 @@ class RunbookBrain:
                     state.offer = {"runbook": runbook.name, "index": index}
                     offer_text = fill_text(offer.text, state.facts)
                     break
+        # With nothing wrong, what was found healthy is the answer ("is postgres up?").
+        floor = Severity.INFO if headline else Severity.OK
         return render(
             "replies/diagnosis", title=runbook.title, headline=headline,
-            findings=[f for f in ordered if f is not headline and f.severity >= Severity.INFO],
+            findings=[f for f in ordered if f is not headline and f.severity >= floor],
             checked=checked, advice=advice, offer=offer_text,
         )
+
+
+def _group(findings: list[Finding]) -> list[Finding]:
+    """Fold findings that say the same thing about different pods into one ("same for: b, c")."""
+    out: list[Finding] = []
+    seen: dict[tuple[str, str], int] = {}
+    extra: dict[int, list[str]] = {}
+    for finding in findings:
+        pod = str(finding.data.get("pod") or "")
+        key = (finding.code, finding.text.replace(pod, "<pod>") if pod else finding.text)
+        if pod and key in seen:
+            extra[seen[key]].append(pod)
+            continue
+        seen[key] = len(out)
+        extra[len(out)] = []
+        out.append(finding)
+    return [
+        Finding(f.code, f.severity, f"{f.text} Same for: {', '.join(extra[i])}.", f.data) if extra[i] else f
+        for i, f in enumerate(out)
+    ]
 
 
 def _slots_of(target: Runbook | Action) -> list[str]:

@@ -54,10 +54,22 @@ def connections(output: Output, facts: Facts) -> Analysis:
     top = max(rows, key=lambda r: int(r.get("connections", "0") or 0))
     count = int(top.get("connections", "0") or 0)
     who = f"{top.get('application_name') or '(no application name)'} (user {top.get('usename')}, database {top.get('datname')})"
-    if limit and total >= int(limit) * 0.9:
-        severity = Severity.CAUSE if count >= total * 0.5 else Severity.PROBLEM
+    apps: dict[str, int] = {}
+    for r in rows:
+        key = r.get("application_name") or r.get("usename") or "?"
+        apps[key] = apps.get(key, 0) + int(r.get("connections", "0") or 0)
+    leader, leading = max(apps.items(), key=lambda p: p[1])
+    if limit and total >= int(limit) * 0.9 and leading < total * 0.5:
+        ranked = ", ".join(f"{a} {n}" for a, n in sorted(apps.items(), key=lambda p: -p[1])[:6])
         result.add(
-            "connections_exhausted", severity,
+            "connections_spread", Severity.CAUSE,
+            f"{total} of max_connections {limit} are in use, so new clients are refused. No single application "
+            f"dominates: the connections are spread across {len(apps)} applications (largest: {leader} with {leading}; "
+            f"{ranked}). The limit is too small for everything that connects, or the pools are sized too large together.",
+        )
+    elif limit and total >= int(limit) * 0.9:
+        result.add(
+            "connections_exhausted", Severity.CAUSE,
             f"{total} of max_connections {limit} are in use, so new clients get \"too many clients already\". "
             f"{who} holds {count} of them in state {top.get('state')}, the longest for {_duration(top.get('longest_in_state', ''))}.",
             app=top.get("application_name"), state=top.get("state"),
@@ -66,7 +78,7 @@ def connections(output: Output, facts: Facts) -> Analysis:
         result.add("connections_top", Severity.INFO, f"{who} holds the most connections: {count} ({top.get('state')}).")
     idle_tx = [r for r in rows if r.get("state") == "idle in transaction"]
     leaked = sum(int(r.get("connections", "0") or 0) for r in idle_tx)
-    if leaked:
+    if leaked >= max(5, total * 0.2):
         apps = ", ".join(f"{r.get('application_name') or r.get('usename')} ({r.get('connections')})" for r in idle_tx)
         result.facts["idle_in_transaction"] = leaked
         result.add(
@@ -107,12 +119,16 @@ def blocking(output: Output, facts: Facts) -> Analysis:
         waits = [pg.parse_interval(x.get("blocked_for", "")) for x in victims]
         longest = max((w for w in waits if w is not None), default=None)
         result.facts.setdefault("blocker_pids", []).append(pid)
+        waiting = "; ".join(
+            f"pid {v.get('blocked_pid')} ({v.get('blocked_user')}, waiting {_duration(v.get('blocked_for', ''))}): "
+            f"{v.get('blocked_query')}" for v in victims[:3]
+        )
         result.add(
             "lock_blocker", Severity.CAUSE,
             f"Session pid {pid} (user {r.get('blocking_user')}, state {r.get('blocking_state')}) blocks "
-            f"{len(victims)} session(s) directly ({', '.join(str(v.get('blocked_pid')) for v in victims)}) and "
-            f"{len(rows) - len(victims)} more behind them; the longest has waited {pg.format_duration(longest) if longest else '?'}. "
-            f"It holds the lock from: {r.get('blocking_query')}",
+            f"{len(victims)} session(s) directly and {len(rows) - len(victims)} more queue behind them; the longest "
+            f"has waited {pg.format_duration(longest) if longest else '?'}. It holds the lock from: "
+            f"{r.get('blocking_query')}. Directly blocked: {waiting}.",
             pid=pid, user=r.get("blocking_user"), state=r.get("blocking_state"),
         )
         if r.get("blocking_state") == "idle in transaction":
@@ -175,10 +191,19 @@ def replication(output: Output, facts: Facts) -> Analysis:
         lag, size = _lag(r)
         name = f"{r.get('application_name') or '?'} ({r.get('client_addr')})"
         if lag >= LAG_TIME or size >= LAG_BYTES or r.get("state") not in ("streaming", None):
+            write = pg.parse_interval(r.get("write_lag", "")) or timedelta(0)
+            where = (
+                f"write lag {pg.format_duration(write)} is as large as the replay lag: the replica is not even receiving "
+                "and writing WAL in time (network or the replica's disk), so it is not just slow replay"
+                if write >= lag * 0.8 and write >= LAG_TIME else
+                f"write lag is only {pg.format_duration(write)}: WAL arrives, but replay falls behind (long queries or "
+                "conflicts on the replica, or its CPU/disk)"
+            )
+            result.facts["lagging"] = True
             result.add(
                 "replica_lag", Severity.CAUSE,
                 f"Replica {name} is {r.get('replay_lag_size') or '?'} behind (replay lag {pg.format_duration(lag)}, "
-                f"state {r.get('state')}, {r.get('sync_state')}): reads from it return stale data.",
+                f"state {r.get('state')}, {r.get('sync_state')}): reads from it return stale data. The {where}.",
                 replica=name,
             )
         else:
@@ -203,6 +228,9 @@ def clusters(output: Output, facts: Facts) -> Analysis:
     found = pg.parse_lsclusters(output.stdout)
     result = Analysis(summary=", ".join(f"{c.version}/{c.name} port {c.port} {c.status}" for c in found))
     result.facts["pg_logs"] = [c.log_file for c in found if c.log_file.startswith("/")]
+    for c in found:
+        if c.status.startswith("online"):
+            result.add("cluster_online", Severity.OK, f"Cluster {c.version}/{c.name} is online on port {c.port}.")
     down = [c for c in found if not c.status.startswith("online")]
     for c in down:
         result.facts["server_down"] = True
@@ -220,7 +248,9 @@ def ready(output: Output, facts: Facts) -> Analysis:
         return Analysis(summary="not available on this node (exit 127)")
     text = output.text.strip()
     if output.exit_code == 0:
-        return Analysis(summary=text or "accepting connections")
+        result = Analysis(summary=text or "accepting connections")
+        result.add("ready", Severity.OK, f"PostgreSQL is up and accepting connections ({text or 'pg_isready exit 0'}).")
+        return result
     result = Analysis(summary=text or f"exit code {output.exit_code}", facts={"server_down": True})
     result.add("not_ready", Severity.PROBLEM, f"The server does not accept connections: {text} (pg_isready exit code {output.exit_code}).")
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from brain.analyzers import Output, analyzer
@@ -16,6 +17,13 @@ NETWORK_ERRORS = re.compile(
     r"unable to connect|no such host|name or service not known|dial tcp|connect: ",
     re.IGNORECASE,
 )
+DNS_ERRORS = [
+    re.compile(r"lookup ([A-Za-z0-9][\w.-]*)(?: on \S+)?: no such host"),
+    re.compile(r'could not translate host name "([^"]+)"'),
+    re.compile(r"getaddrinfo (?:ENOTFOUND|EAI_AGAIN) ([A-Za-z0-9][\w.-]*)"),
+    re.compile(r"UnknownHostException: ([A-Za-z0-9][\w.-]*)"),
+    re.compile(r"([A-Za-z0-9][\w.-]*): (?:Name or service not known|Temporary failure in name resolution)"),
+]
 APP_ERRORS = re.compile(r"\b(fatal|panic|error|exception|traceback|killed|out ?of ?memory|oom)\b", re.IGNORECASE)
 POD_LIST_LIMIT = 15
 
@@ -90,11 +98,12 @@ def selector_pods(output: Output, facts: Facts) -> Analysis:
     service = dict(facts.get("service_of_selector") or {}).get(selector, "the service")
     rows = k.parse_pods(output.stdout)
     if not rows:
-        result = Analysis(summary=f"no pod matches {selector}")
+        result = Analysis(summary=f"no pod matches {selector}", facts={"empty_selectors": [selector]})
         result.add(
             "selector_matches_nothing", Severity.CAUSE,
             f"Service {service} selects pods with {selector}, but no pod has that label, so it has no endpoints "
-            f"and every connection to it is refused. The selector and the pods' labels disagree.",
+            f"and every connection to it is refused: either nothing is running for it (a workload scaled to 0 or "
+            f"not creating pods) or the selector and the pods' labels disagree.",
             service=service, selector=selector,
         )
         return result
@@ -193,6 +202,26 @@ def _pending(result: Analysis, name: str, info: k.PodInfo, message: str) -> None
         result.add("pending_other", Severity.PROBLEM, f"{name} is Pending. The scheduler says: \"{message}\".")
 
 
+def _others(info: k.PodInfo, culprit: k.ContainerInfo) -> str:
+    """For a pod with several containers: which ones are not the problem."""
+    others = [c for c in info.containers if c.name != culprit.name]
+    if not others:
+        return ""
+    fine = ", ".join(f"{c.name} ({c.restart_count} restarts)" for c in others)
+    return f" Only the {culprit.name} container is affected (a sidecar, not the app, if it is not the main one); the others: {fine}."
+
+
+def _image_typo(info: k.PodInfo, image: str) -> str:
+    """A note when the image's repository name looks like a misspelling of the workload's own name."""
+    repo = image.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
+    names = {info.labels.get("app", ""), info.labels.get("app.kubernetes.io/name", ""), info.controlled_by.split("/")[-1]}
+    names |= {re.sub(r"-[a-z0-9]{8,10}$", "", n) for n in names}
+    for name in sorted(n for n in names if n):
+        if repo != name and difflib.SequenceMatcher(None, repo, name).ratio() >= 0.85:
+            return f" The image name {repo} looks like a misspelling (typo) of {name}."
+    return ""
+
+
 def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo) -> None:
     pull_errors = [e.message for e in info.events if "pull" in e.message.lower() and e.type == "Warning"]
     if c.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") or (c.state == "Waiting" and pull_errors and "image" in c.reason.lower()):
@@ -203,7 +232,7 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
         result.add(
             "image_pull", Severity.CAUSE,
             f"{name} is in {c.reason}: container {c.name} cannot start because {why}. Image: {c.image}. "
-            + (f"kubelet: \"{detail}\"" if detail else ""),
+            + (f"kubelet: \"{detail}\"" if detail else "") + _image_typo(info, c.image),
             image=c.image, pod=name,
         )
         return
@@ -214,7 +243,8 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
             "oom_killed", Severity.CAUSE,
             f"Container {c.name} of {name} was OOMKilled (exit code {c.exit_code if c.exit_code is not None else 137}): "
             f"it used more memory than its limit of {limit} (request {c.requests.get('memory', 'none')}); "
-            f"it has restarted {c.restart_count} times.",
+            f"it has restarted {c.restart_count} times."
+            + _others(info, c),
             limit=limit, pod=name, container=c.name,
         )
         return
@@ -234,7 +264,17 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
     if c.ready is False and info.status == "Running":
         probes = [e.message for e in info.events if "probe failed" in e.message.lower()]
         if probes:
-            result.add("probe_failing", Severity.PROBLEM, f"{name}: container {c.name} is running but not ready: {probes[-1]}")
+            result.facts["probe_failing_pods"] = [name]
+            path = re.search(r"https?://[^/\s]*(/\S*)", c.readiness)
+            if path:
+                result.facts["probe_paths"] = [path.group(1)]
+            result.add(
+                "probe_failing", Severity.CAUSE if "readiness" in probes[-1].lower() else Severity.PROBLEM,
+                f"{name}: container {c.name} runs but never becomes ready: {probes[-1]}"
+                + (f" The probe is {c.readiness.split(' delay=')[0]}." if c.readiness else "")
+                + " Until the probe passes, the pod gets no traffic and a rollout cannot progress.",
+                pod=name, container=c.name,
+            )
 
 
 @analyzer("k8s.logs")
@@ -245,7 +285,26 @@ def logs(output: Output, facts: Facts) -> Analysis:
     lines = [line for line in output.text.splitlines() if line.strip()]
     pod = str(output.item or output.params.get("pod", "the pod"))
     result = Analysis(summary=f"{len(lines)} log lines")
-    network = [line for line in lines if NETWORK_ERRORS.search(line)]
+    unresolved: list[str] = []
+    for line in lines:
+        for pattern in DNS_ERRORS:
+            for name in pattern.findall(line):
+                if name not in unresolved:
+                    unresolved.append(name)
+    if unresolved:
+        result.facts["unresolved_names"] = unresolved
+        result.summary = f"{len(lines)} log lines; the name {', '.join(unresolved)} does not resolve"
+        result.add(
+            "dns_unresolved", Severity.PROBLEM,
+            f"{pod}'s log shows the name {', '.join(unresolved)} does not resolve (no such host): the app cannot "
+            "find that dependency in DNS and exits.",
+        )
+    for path in facts.get("probe_paths", []):
+        mentions = [line.strip() for line in lines if str(path) in line]
+        if mentions:
+            result.add("log_probe_path", Severity.INFO, f"{pod}'s log about {path}: {mentions[0][:300]}")
+    # A DNS error's "on 10.96.0.10:53" names the resolver, not the dependency.
+    network = [line for line in lines if NETWORK_ERRORS.search(line) and not any(p.search(line) for p in DNS_ERRORS)]
     targets: list[tuple[str, int]] = []
     for line in network:
         for target in find_host_ports(line):
@@ -276,14 +335,37 @@ def services(output: Output, facts: Facts) -> Analysis:
     rows = k.parse_services(output.stdout)
     result = Analysis(summary=", ".join(f"{s.name} ({'/'.join(f'{p}/{proto}' for p, proto in s.ports)})" for s in rows) or "no services")
     ports = {int(p) for p in facts.get("dependency_ports", [])}
-    hosts = [str(h).split(".")[0] for h in facts.get("dependency_hosts", [])]
-    matched = [s for s in rows if s.name in hosts] or [s for s in rows if ports & {p for p, _ in s.ports}]
+    raw_hosts = [str(h) for h in facts.get("dependency_hosts", [])]
+    hosts = [h.split(".")[0] for h in raw_hosts]
+    matched = (
+        [s for s in rows if s.name in hosts or s.cluster_ip in raw_hosts]
+        or [s for s in rows if ports & {p for p, _ in s.ports}]
+    )
+    names = [s.name for s in rows]
+    for name in facts.get("unresolved_names", []):
+        short = str(name).split(".")[0]
+        if short in names:
+            result.add(
+                "dns_broken", Severity.CAUSE,
+                f"Service {short} exists, yet its name does not resolve from the pod: check cluster DNS (CoreDNS) "
+                "and the pod's dnsPolicy.",
+            )
+            continue
+        close = difflib.get_close_matches(short, names, n=1, cutoff=0.5)
+        hint = f" The closest existing Service is {close[0]}: is the app configured with the wrong name?" if close else ""
+        result.add(
+            "dns_no_service", Severity.CAUSE,
+            f"The app looks up {name}, but there is no Service named {short} in this namespace "
+            f"(services here: {', '.join(names) or 'none'}), so the name does not resolve.{hint}",
+            name=short, closest=close[0] if close else "",
+        )
     if matched:
         result.facts["dependency_services"] = [s.name for s in matched]
         for s in matched:
             result.add(
                 "dependency_service", Severity.INFO,
-                f"Service {s.name} exposes port {', '.join(str(p) for p, _ in s.ports)}, the port the failing app cannot reach.",
+                f"Service {s.name} ({s.cluster_ip}) exposes port {', '.join(str(p) for p, _ in s.ports)}, "
+                "the address the failing app cannot reach.",
             )
     elif ports:
         result.add(
@@ -546,10 +628,41 @@ def deployments(output: Output, facts: Facts) -> Analysis:
         return failed
     rows = k.parse_table(output.stdout)
     result = Analysis(summary=", ".join(f"{r.get('NAME')} {r.get('READY')}" for r in rows))
+    message = str(facts.get("message") or "")
+    empty = [str(x) for x in facts.get("empty_selectors", [])]
     for r in rows:
+        name = r.get("NAME", "")
         ready, _, want = r.get("READY", "0/0").partition("/")
-        if ready.isdigit() and want.isdigit() and int(ready) < int(want):
-            result.add("deployment_short", Severity.PROBLEM, f"Deployment {r.get('NAME')} has {ready} of {want} replicas ready.")
+        if not (ready.isdigit() and want.isdigit()):
+            continue
+        if name and name in message:
+            result.facts["deployment"] = name
+            result.add(
+                "deployment_replicas", Severity.INFO,
+                f"Deployment {name} runs {ready}/{want} replicas ready ({r.get('UP-TO-DATE', '?')} up to date, "
+                f"{r.get('AVAILABLE', '?')} available, age {r.get('AGE', '?')}).",
+            )
+        if int(want) == 0:
+            backs = [sel for sel in empty if sel.split("=")[-1] == name]
+            if backs:
+                result.add(
+                    "deployment_scaled_to_zero", Severity.CAUSE,
+                    f"Deployment {name} is scaled to 0 replicas (READY {ready}/{want}): no pod runs, so nothing "
+                    f"matches selector {backs[0]} and its Service has no endpoints. Scale it back up (needs approval).",
+                    deployment=name,
+                )
+            else:
+                result.add("deployment_zero", Severity.INFO, f"Deployment {name} is scaled to 0 replicas.")
+        elif int(ready) < int(want):
+            result.facts["deployment_unhealthy"] = True
+            result.add("deployment_short", Severity.PROBLEM, f"Deployment {name} has {ready} of {want} replicas ready.")
+        updated = r.get("UP-TO-DATE", "")
+        if updated.isdigit() and int(updated) < int(want):
+            result.facts["deployment_unhealthy"] = True
+            result.add(
+                "rollout_incomplete", Severity.PROBLEM,
+                f"Deployment {name}'s rollout is incomplete: {updated} of {want} replicas run the new version.",
+            )
     return result
 
 
@@ -560,6 +673,13 @@ def describe_deployment(output: Output, facts: Facts) -> Analysis:
         return failed
     info = k.describe_deployment(output.stdout)
     result = Analysis(summary=f"{info.name}: replicas {info.replicas}; image {info.image}")
-    if info.conditions.get("Progressing") == "False" or info.conditions.get("Available") == "False":
-        result.add("rollout_stuck", Severity.PROBLEM, f"Deployment {info.name} is not progressing or not available ({info.conditions}).")
+    unavailable = re.search(r"(\d+) unavailable", info.replicas)
+    stuck = info.conditions.get("Progressing") == "False" or info.conditions.get("Available") == "False"
+    if stuck or (unavailable and int(unavailable.group(1)) > 0):
+        result.facts["deployment_unhealthy"] = True
+        state = ", ".join(f"{k_} {v}" for k_, v in info.conditions.items())
+        result.add(
+            "rollout_stuck", Severity.PROBLEM,
+            f"Deployment {info.name} is not healthy: replicas {info.replicas}" + (f"; conditions: {state}" if state else "") + ".",
+        )
     return result

@@ -17,6 +17,8 @@ KNOWN_LISTENERS = {
     "redis-server", "nginx", "apache2", "httpd", "haproxy", "dnsmasq", "named", "master", "exim4", "sendmail",
     "containerd", "dockerd", "kubelet", "kube-proxy", "node_exporter", "postgres_export", "rpcbind", "cupsd",
     "avahi-daemon", "snmpd", "rabbitmq-server", "beam.smp", "epmd", "mosquitto", "nats-server", "memcached",
+    "systemd", "systemd-networkd", "systemd-timesyncd", "sshd-session", "docker-proxy", "dhclient", "dhcpcd",
+    "unbound", "rpc.statd", "zabbix_agentd", "prometheus", "grafana-server", "nginx: master", "php-fpm",
 }
 SHELLS_AND_TOOLS = {"nc", "ncat", "netcat", "nc.openbsd", "nc.traditional", "socat", "bash", "sh", "dash", "zsh",
                     "python", "python3", "perl", "ruby", "php", "node", "telnet", "busybox"}

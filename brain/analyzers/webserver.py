@@ -11,7 +11,13 @@ from brain.models import Analysis, Facts, Severity
 from brain.parsers import logs as lp
 from brain.parsers import system as sp
 
-DIRECTIVE = re.compile(r"^\s*(error_log|ssl_certificate|proxy_pass|fastcgi_pass|uwsgi_pass|server)\s+([^;\s]+)", re.M)
+DIRECTIVE = re.compile(
+    r"^\s*(error_log|ssl_certificate|proxy_pass|fastcgi_pass|uwsgi_pass|proxy_read_timeout|proxy_connect_timeout"
+    r"|fastcgi_read_timeout)\s+([^;\s]+)",
+    re.M,
+)
+UPSTREAM_BLOCK = re.compile(r"^\s*upstream\s+([\w.-]+)\s*\{(.*?)\}", re.M | re.S)
+UPSTREAM_SERVER = re.compile(r"^\s*server\s+([^;\s]+)", re.M)
 SOON_DAYS = 30
 
 
@@ -49,7 +55,9 @@ def config_test(output: Output, facts: Facts) -> Analysis:
         return Analysis(summary="not available on this node (exit 127)")
     errors = lp.parse_config_errors(output.text)
     if output.exit_code == 0 and not errors:
-        return Analysis(summary="configuration test passed", facts={"config_ok": True})
+        result = Analysis(summary="configuration test passed", facts={"config_ok": True})
+        result.add("config_ok", Severity.OK, "The configuration test passes: the syntax is ok and the test is successful.")
+        return result
     result = Analysis(summary=f"configuration test failed (exit code {output.exit_code})")
     for e in errors[:3]:
         where = f"{e.file} line {e.line}" if e.file and e.line is not None else (e.file or "the configuration")
@@ -77,7 +85,13 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
         if value not in found[name]:
             found[name].append(value.strip("\"'"))
     logs = [v for v in found.get("error_log", []) if v.startswith("/")]
-    upstreams = [u for u in (lp.parse_upstream(v) for v in found.get("proxy_pass", []) + found.get("fastcgi_pass", [])) if u]
+    # proxy_pass http://api_backend names an upstream block; its servers are the real addresses.
+    blocks = {name: UPSTREAM_SERVER.findall(body) for name, body in UPSTREAM_BLOCK.findall(output.stdout)}
+    targets: list[str] = []
+    for value in found.get("proxy_pass", []) + found.get("fastcgi_pass", []) + found.get("uwsgi_pass", []):
+        name = re.sub(r"^\w+://", "", value).split("/")[0]
+        targets.extend(blocks.get(name, [value]))
+    upstreams = [u for u in (lp.parse_upstream(t if "://" in t or t.startswith("unix:") else f"http://{t}") for t in targets) if u]
     certs = [v for v in found.get("ssl_certificate", []) if v.startswith("/")]
     result = Analysis(
         summary=f"{len(logs)} error logs, {len(upstreams)} upstreams, {len(certs)} certificates in the configuration"
@@ -85,6 +99,9 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
     result.facts["error_logs"] = logs
     result.facts["certificates"] = certs
     result.facts["config_upstreams"] = [f"{u.host}:{u.port}" for u in upstreams if u.port]
+    for key in ("proxy_read_timeout", "proxy_connect_timeout", "fastcgi_read_timeout"):
+        if found.get(key):
+            result.facts[key] = found[key][0]
     return result
 
 
@@ -140,14 +157,20 @@ def error_log(output: Output, facts: Facts) -> Analysis:
             if up and up.port and f"{up.host}:{up.port}" not in targets:
                 targets.append(f"{up.host}:{up.port}")
         refused = sum("refused" in m.lower() for m, _ in proxy)
-        timed = sum("timed out" in m.lower() for m, _ in proxy)
-        kind = "connection refused" if refused >= timed else "timed out"
+        timed = [m for m, _ in proxy if "timed out" in m.lower()]
         result.facts["upstreams"] = targets
+        if len(timed) > refused:
+            phase = re.search(r"while ([a-z ]+?) (?:from|to) upstream", timed[-1])
+            during = phase.group(1) if phase else "talking to the upstream"
+            result.facts["upstream_slow"] = "connecting" not in during
+            kind = f"timed out while {during}"
+        else:
+            kind = "connection refused while connecting"
         result.summary = f"{len(proxy)} upstream errors ({kind}) for {', '.join(targets) or 'the backend'}"
         result.add(
             "upstream_errors", Severity.PROBLEM,
-            f"The error log has {len(proxy)} upstream failures: {kind} while connecting to upstream "
-            f"{', '.join(targets) or '(unknown)'} — that is what the clients see as 502/503/504.",
+            f"The error log has {len(proxy)} upstream failures: {kind} to upstream "
+            f"{', '.join(targets) or '(unknown)'}; that is what the clients see as 502/503/504.",
             upstream=", ".join(targets),
         )
     space = [ln for ln in lines if "no space left on device" in ln.lower()]
@@ -181,7 +204,17 @@ def sockets(output: Output, facts: Facts) -> Analysis:
         listeners = sp.listening_on(socks, int(port), host or None)
         if listeners:
             names = ", ".join(f"{p.name} (pid {p.pid})" for s in listeners for p in s.processes) or "a process"
-            result.add("upstream_listening", Severity.INFO, f"{names} listens on {target}, the upstream.")
+            if facts.get("upstream_slow"):
+                timeout = facts.get("proxy_read_timeout", "60s (the default)")
+                result.add(
+                    "upstream_slow", Severity.CAUSE,
+                    f"{names} listens on {target}, so the backend is up but slow: it does not send its response "
+                    f"headers within proxy_read_timeout {timeout}, and the web server gives up with 504 Gateway "
+                    "Time-out. Look at the backend's own latency (its logs, database, CPU) rather than restarting the proxy.",
+                    upstream=target,
+                )
+            else:
+                result.add("upstream_listening", Severity.INFO, f"{names} listens on {target}, the upstream.")
         else:
             result.facts["dead_upstreams"] = [target]
             result.add(

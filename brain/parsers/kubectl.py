@@ -381,6 +381,8 @@ class ContainerInfo:
     limits: dict[str, str]
     env: dict[str, str]
     ports: list[str]
+    readiness: str = ""  # the probe as kubectl prints it: "http-get http://:8080/ready delay=10s ..."
+    liveness: str = ""
 
 
 def _children(owner: Field | None) -> dict[str, str]:
@@ -406,7 +408,7 @@ def _container(item: Field) -> ContainerInfo:
         exit_code=_int(exit_text) if re.match(r"\s*-?\d", exit_text) else None,
         restart_count=_int(val("Restart Count")), ready={"true": True, "false": False}.get(ready),
         requests=_children(item.get("Requests")), limits=_children(item.get("Limits")),
-        env=_children(item.get("Environment")), ports=ports,
+        env=_children(item.get("Environment")), ports=ports, readiness=val("Readiness"), liveness=val("Liveness"),
     )
 
 
