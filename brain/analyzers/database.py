@@ -79,11 +79,11 @@ def connections(output: Output, facts: Facts) -> Analysis:
     idle_tx = [r for r in rows if r.get("state") == "idle in transaction"]
     leaked = sum(int(r.get("connections", "0") or 0) for r in idle_tx)
     if leaked >= max(5, total * 0.2):
-        apps = ", ".join(f"{r.get('application_name') or r.get('usename')} ({r.get('connections')})" for r in idle_tx)
+        holders = ", ".join(f"{r.get('application_name') or r.get('usename')} ({r.get('connections')})" for r in idle_tx)
         result.facts["idle_in_transaction"] = leaked
         result.add(
             "idle_in_transaction", Severity.PROBLEM,
-            f"{leaked} connections are idle in transaction ({apps}): the application opened a transaction and never "
+            f"{leaked} connections are idle in transaction ({holders}): the application opened a transaction and never "
             "committed or rolled back, so each holds a connection (and possibly locks) until it does.",
         )
     for r in rows:
