@@ -11,8 +11,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# Until the web app lands, the demo is the terminal chat against the bundled lab (the seed incident).
 demo: $(BIN)/.installed
-	$(BIN)/squads --help
+	$(BIN)/squads chat --lab
 
 services: $(BIN)/.installed
 	$(BIN)/python scripts/ensure_services.py

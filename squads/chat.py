@@ -68,12 +68,18 @@ def _scenario_config(path: Path, squads: dict[str, SquadSpec]) -> tuple[RuntimeC
     return config, scenario.squad, scenario.first_node
 
 
+LAB = Path(__file__).parent / "lab"
+
+
 def chat_command(
     squad: Annotated[str | None, typer.Option(help="The squad to talk to (k8s, webserver, database, security).")] = None,
     node: Annotated[str | None, typer.Option(help="The node its commands run on.")] = None,
     scenario: Annotated[
         Path | None, typer.Option(help="Chat against a scenario's simulated nodes (recorded outputs).")
     ] = None,
+    lab: Annotated[
+        bool, typer.Option("--lab", help="Chat with the bundled lab: the seed's payment-service incident.")
+    ] = False,
     resume: Annotated[str | None, typer.Option("--resume", help="Continue a stored conversation by id.")] = None,
     message: Annotated[
         list[str] | None, typer.Option("--message", "-m", help="Send these messages and exit (repeatable).")
@@ -83,6 +89,13 @@ def chat_command(
 ) -> None:
     """Talk to a squad. Commands, decisions and outputs stream as they happen."""
     console = Console()
+    if lab:
+        scenario = LAB / "k8s-payment-service.yaml"
+        console.print(
+            "[dim]Lab: a simulated Kubernetes cluster with the seed incident. Try: "
+            "\"My application pod is in a CrashLoopBackOff state. Can you check the logs?\", then "
+            "\"Pod: payment-service-7d9f8b-xyz, Namespace: production\", then \"yes\".[/]"
+        )
     squads = load_squads() if scenario else load_context().squads
     try:
         if scenario is not None:
