@@ -116,6 +116,9 @@ class Runbook(BaseModel):
     steps: list[Step] = Field(min_length=1)
     offers: list[Offer] = Field(default_factory=list)
     advice: dict[str, str] = Field(default_factory=dict, description="finding code -> next step")
+    ask_if_nothing: dict[str, str] = Field(
+        default_factory=dict, description="slot -> question, asked when no step could run (nothing to go on)"
+    )
     max_steps: int = Field(default=12, ge=1, le=40)
 
 

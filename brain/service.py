@@ -322,6 +322,10 @@ class RunbookBrain:
             merge_facts(facts, analysis.facts)
             findings.extend(f for f in analysis.findings if f not in findings)
             checked.append(Checked(result.argv, analysis.summary))
+        if not checked and runbook.ask_if_nothing:
+            state.pending = {"kind": "runbook", "name": runbook.name, "missing": list(runbook.ask_if_nothing)}
+            yield Say(render("replies/ask", title=runbook.title, questions=list(runbook.ask_if_nothing.values())))
+            return
         yield Say(self._compose(runbook, findings, checked, state, with_offers=with_offers))
 
     def _compose(

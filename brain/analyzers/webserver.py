@@ -27,7 +27,8 @@ def status(output: Output, facts: Facts) -> Analysis:
     unit = str(output.params.get("unit", "the server"))
     parsed = sp.parse_systemctl_status(output.stdout)
     if parsed is None:
-        if "could not be found" in output.text:
+        # "could not be found" (systemctl exit 4) or no such program/output at all (127).
+        if "could not be found" in output.text or output.exit_code in (4, 127):
             # No nginx here: the same diagnosis continues with Apache, the other server this squad knows.
             guessed = "server" not in facts.get("user_slots", [])
             switch = {"server": "apache2"} if unit == "nginx" and guessed else {}
@@ -277,7 +278,8 @@ def certificate(output: Output, facts: Facts) -> Analysis:
     if cert.not_after <= now:
         result.add(
             "cert_expired", Severity.CAUSE,
-            f"The certificate {path} ({cert.subject}) expired on {date}, {-days} days ago: browsers refuse the site. "
+            f"The certificate {path} ({cert.subject}) expired on {date}, {(now - cert.not_after).days} days ago: "
+            "browsers refuse the site. "
             "Renew it and reload the server.",
             path=path, date=date,
         )
