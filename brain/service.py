@@ -16,7 +16,7 @@ from typing import Any
 
 from brain.actions import Call, CallResult, Say, Turn
 from brain.analyzers import Output, analyze
-from brain.extract import SUBJECT_SLOTS, Extraction, extract
+from brain.extract import STOPWORDS, SUBJECT_SLOTS, Extraction, extract
 from brain.intents import best_match, is_affirmative, is_negative
 from brain.parsers.logs import find_host_ports
 from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
@@ -74,25 +74,37 @@ def explicit_command(text: str, programs: set[str]) -> list[str] | None:
     refused by the policy); "run the diagnostics" is prose. ``shlex`` only
     splits words here: nothing is ever handed to a shell.
     """
-    match = EXPLICIT.match(text) or BACKTICKS.search(text)
-    inner = None if match else EXPLICIT_INNER.search(text)
-    named = match or inner
+    prefixed = EXPLICIT.match(text)
+    quoted = None if prefixed else BACKTICKS.search(text)
+    named = prefixed or quoted or EXPLICIT_INNER.search(text)
     candidate = named.group("cmd") if named else text.strip()
     try:
         argv = shlex.split(candidate)
     except ValueError:
-        return [candidate] if match else None
+        # One argument that no program is called as: the policy refuses it with a reason.
+        return [candidate] if prefixed or quoted else None
     if not argv:
         return None
     program = os.path.basename(argv[0])
     known = argv[0] in programs or program in known_programs()
     if named:
-        if known or argv[0].startswith("/") or (match and any(a.startswith("-") for a in argv[1:])):
+        # "run X ..." at the start of a message is a command unless X is an ordinary word of prose
+        # ("run the diagnostics"); the policy then says what is wrong with it. In backticks or
+        # mid-sentence (a pasted error message, "now run ..."), only a known program or a path counts.
+        if known or argv[0].startswith("/") or (prefixed and not _prose_word(argv[0])):
             return argv
         return None
     if known and len(argv) > 1 and (argv[1].startswith("-") or _is_subcommand(program, argv[1])):
         return argv
     return None
+
+
+def _prose_word(word: str) -> bool:
+    lowered = word.lower()
+    return lowered in STOPWORDS or lowered in PROSE or not re.fullmatch(r"[a-z0-9_./-]+", lowered)
+
+
+PROSE = frozenset("diagnostics diagnostic checks check tests test it them this that a some again now".split())
 
 
 def _is_subcommand(program: str, word: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import timedelta
 
 from brain.analyzers import Output, analyzer
@@ -16,12 +18,35 @@ LAG_BYTES = 64 * 1024 * 1024
 LAG_TIME = timedelta(seconds=30)
 
 
-def _rows(output: Output) -> list[dict[str, str]] | Analysis:
+STATES = {"active", "idle", "idle in transaction", "idle in transaction (aborted)", "fastpath function call", "disabled", ""}
+
+
+def _is_pid(value: str) -> bool:
+    return value.isdigit()
+
+
+def _is_interval(value: str) -> bool:
+    return value == "" or pg.parse_interval(value) is not None
+
+
+# Which columns of each query may hold the separator (free text), and what the others must look like.
+LAYOUTS: dict[str, tuple[tuple[str, ...], dict[str, Callable[[str], bool]]]] = {
+    "blocking": (
+        ("blocked_query", "blocking_query"),
+        {"blocked_pid": _is_pid, "blocking_pid": _is_pid, "blocked_for": _is_interval, "blocking_state": STATES.__contains__},
+    ),
+    "long_queries": (("query",), {"pid": _is_pid, "runtime": _is_interval, "state": STATES.__contains__}),
+    "connections": (("application_name",), {"connections": _is_pid, "state": STATES.__contains__}),
+}
+
+
+def _rows(output: Output, layout: str | None = None) -> list[dict[str, str]] | Analysis:
     if failed := failure(output):
         return failed
     if output.exit_code != 0:
         return Analysis(summary=f"psql failed (exit code {output.exit_code}): {output.stderr.strip()[:200]}")
-    return pg.parse_unaligned(output.stdout)
+    free, checks = LAYOUTS.get(layout or "", ((), {}))
+    return pg.parse_unaligned(output.stdout, free_text=free, checks=checks)
 
 
 def _duration(text: str) -> str:
@@ -42,7 +67,7 @@ def max_connections(output: Output, facts: Facts) -> Analysis:
 @analyzer("pg.connections")
 def connections(output: Output, facts: Facts) -> Analysis:
     """Client connections grouped by database, user, application and state: who holds them."""
-    rows = _rows(output)
+    rows = _rows(output, "connections")
     if isinstance(rows, Analysis):
         return rows
     total = sum(int(r.get("connections", "0") or 0) for r in rows)
@@ -99,7 +124,7 @@ def connections(output: Output, facts: Facts) -> Analysis:
 @analyzer("pg.blocking")
 def blocking(output: Output, facts: Facts) -> Analysis:
     """``pg_blocking_pids``: the session at the head of each lock chain."""
-    rows = _rows(output)
+    rows = _rows(output, "blocking")
     if isinstance(rows, Analysis):
         return rows
     if not rows:
@@ -145,7 +170,7 @@ def blocking(output: Output, facts: Facts) -> Analysis:
 @analyzer("pg.long_queries")
 def long_queries(output: Output, facts: Facts) -> Analysis:
     """Non-idle sessions, longest first."""
-    rows = _rows(output)
+    rows = _rows(output, "long_queries")
     if isinstance(rows, Analysis):
         return rows
     result = Analysis(summary=f"{len(rows)} non-idle sessions")
@@ -179,7 +204,7 @@ def replication(output: Output, facts: Facts) -> Analysis:
     if isinstance(rows, Analysis):
         return rows
     if not rows:
-        result = Analysis(summary="no replicas connected")
+        result = Analysis(summary="no replicas connected", facts={"no_replicas": True})
         result.add(
             "no_replicas", Severity.PROBLEM,
             "No replica is connected to this server (pg_stat_replication is empty): replicas are down, cannot "
@@ -228,9 +253,20 @@ def clusters(output: Output, facts: Facts) -> Analysis:
     found = pg.parse_lsclusters(output.stdout)
     result = Analysis(summary=", ".join(f"{c.version}/{c.name} port {c.port} {c.status}" for c in found))
     result.facts["pg_logs"] = [c.log_file for c in found if c.log_file.startswith("/")]
+    ports: dict[int, list[str]] = {}
     for c in found:
+        ports.setdefault(c.port, []).append(f"{c.version}/{c.name} ({c.status})")
         if c.status.startswith("online"):
             result.add("cluster_online", Severity.OK, f"Cluster {c.version}/{c.name} is online on port {c.port}.")
+    for port, names in ports.items():
+        if len(names) > 1:
+            result.add(
+                "clusters_share_port", Severity.PROBLEM,
+                f"Clusters {', '.join(names)} are all configured for port {port}: only one can listen there at a time.",
+            )
+    down_ports = [c.port for c in found if not c.status.startswith("online")]
+    if down_ports:
+        result.facts["pg_port"] = down_ports[0]
     down = [c for c in found if not c.status.startswith("online")]
     for c in down:
         result.facts["server_down"] = True
@@ -269,6 +305,39 @@ def status(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+# Server-log lines whose meaning is certain: (pattern, finding code, sentence).
+LOG_CAUSES = [
+    (
+        re.compile(r'could not bind \S+ address "(?P<address>[^"]+)": Address already in use'),
+        "pg_port_in_use",
+        "PostgreSQL cannot start: the address {address} port {port} is already in use (another postmaster or program "
+        "listens there), so it could not create its sockets. Log: \"{line}\"",
+    ),
+    (
+        re.compile(r'no pg_hba\.conf entry for replication connection from host "(?P<host>[^"]+)", user "(?P<user>[^"]+)"'),
+        "pg_hba_replication",
+        "The primary rejects the replica at {host} (user {user}): pg_hba.conf has no replication entry for it "
+        "({count} attempts). Add a `host replication {user} {host}/32 scram-sha-256` line and reload.",
+    ),
+    (
+        re.compile(r'no pg_hba\.conf entry for host "(?P<host>[^"]+)", user "(?P<user>[^"]+)", database "(?P<db>[^"]+)"'),
+        "pg_hba_client",
+        "Connections from {host} (user {user}, database {db}) are rejected: pg_hba.conf has no entry for them.",
+    ),
+    (
+        re.compile(r'password authentication failed for user "(?P<user>[^"]+)"'),
+        "pg_auth_failed",
+        "Password authentication fails for user {user} ({count} times).",
+    ),
+    (
+        re.compile(r"server process \(PID (?P<pid>\d+)\) was terminated by signal 9"),
+        "pg_oom_killed",
+        "A PostgreSQL backend (pid {pid}) was killed by signal 9, usually the kernel's OOM killer: the server "
+        "restarted all sessions. Check memory (work_mem x connections) and the kernel log.",
+    ),
+]
+
+
 @analyzer("pg.log")
 def server_log(output: Output, facts: Facts) -> Analysis:
     """The PostgreSQL server log: PANIC/FATAL reasons (disk full, too many clients, ...)."""
@@ -287,7 +356,16 @@ def server_log(output: Output, facts: Facts) -> Analysis:
     clients = [p for p in bad if "too many clients" in p.message.lower()]
     if clients:
         result.add("pg_too_many_clients", Severity.PROBLEM, f"{len(clients)} connection attempts were refused: \"too many clients already\".")
-    other = [p for p in bad if p not in space and p not in clients]
+    known = space + clients
+    for pattern, code, template in LOG_CAUSES:
+        hits = [(p, m) for p in parsed for m in [pattern.search(p.message)] if m]
+        if hits:
+            line, found = hits[-1]
+            known.extend(p for p, _ in hits)
+            values = {k: v for k, v in found.groupdict().items() if v}
+            values.setdefault("port", str(facts.get("pg_port", "its port")))
+            result.add(code, Severity.CAUSE, template.format(count=len(hits), line=line.message, **values), **values)
+    other = [p for p in bad if p not in known]
     if other:
         result.add("pg_log_error", Severity.PROBLEM if not space else Severity.INFO, f"Last error in the log: {other[-1].level}: {other[-1].message}")
     return result

@@ -162,44 +162,89 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+SCHEDULING_REASON = re.compile(r"(\d+) (?:node\(s\) )?(.+)")
+CONTROL_PLANE = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+
+def _category(reason: str) -> str:
+    lowered = reason.lower()
+    if lowered.startswith("insufficient"):
+        return "insufficient"
+    if "taint" in lowered:
+        return "taint"
+    if "persistentvolumeclaim" in lowered or "volume node affinity" in lowered:
+        return "volume"
+    if "affinity" in lowered or "selector" in lowered:
+        return "affinity"
+    if "unschedulable" in lowered or "not-ready" in lowered or "unreachable" in lowered:
+        return "node_down"
+    return "other"
+
+
+def scheduling_reasons(message: str) -> list[tuple[int, str, str]]:
+    """(node count, reason, category) from a FailedScheduling message, biggest count first.
+
+    "0/4 nodes are available: 1 node(s) had untolerated taint {...}, 3 node(s) didn't match Pod's node
+    affinity/selector. preemption: ..." gives [(3, "didn't match ...", "affinity"), (1, "had untolerated ...", "taint")].
+    """
+    body = message.split("preemption:")[0]
+    body = body.split("available:", 1)[1] if "available:" in body else body
+    reasons = []
+    for part in re.split(r",\s+(?=\d+ )", body.strip().rstrip(".")):
+        found = SCHEDULING_REASON.match(part.strip())
+        if found:
+            reasons.append((int(found.group(1)), found.group(2).strip(), _category(found.group(2))))
+    return sorted(reasons, key=lambda r: -r[0])
+
+
 def _pending(result: Analysis, name: str, info: k.PodInfo, message: str) -> None:
-    lowered = message.lower()
+    reasons = scheduling_reasons(message)
+    # A control-plane taint keeps every workload off those nodes by design: it is never the story
+    # while other nodes refuse the pod for another reason.
+    relevant = [r for r in reasons if not (r[2] == "taint" and any(c in r[1] for c in CONTROL_PLANE))] or reasons
+    category = relevant[0][2] if relevant else _category(message.lower())
+    others = "; ".join(f"{n} node(s) {why}" for n, why, _ in reasons)
+    said = f"The scheduler says: \"{message}\"."
     requests = _requests(info)
-    if "insufficient" in lowered:
-        kinds = sorted({k.rstrip(".") for k in re.findall(r"insufficient ([a-z0-9./-]+)", lowered)})
+    if category == "insufficient":
+        kinds = sorted({k_.rstrip(".") for k_ in re.findall(r"insufficient ([a-z0-9./-]+)", message.lower())})
         result.facts["insufficient_resources"] = kinds
         result.facts["pending_requests"] = {name: _total_requests(info)}
         result.add(
             "pending_insufficient", Severity.CAUSE,
-            f"{name} is Pending: no node has enough free {' and '.join(kinds)} "
-            f"(Insufficient {', '.join(kinds)}). The scheduler says: \"{message}\". {requests}.",
+            f"{name} is Pending: no node has enough free {' and '.join(kinds)} (Insufficient {', '.join(kinds)}). "
+            f"{said} {requests}.",
             pod=name, resources=" and ".join(kinds),
         )
-    elif "taint" in lowered:
-        taints = re.findall(r"taint\(?s?\)? ?(\{[^}]*\})", message) or re.findall(r"\{[^}]*\}", message)
+    elif category == "taint":
+        taints = [t for t in re.findall(r"\{[^}]*\}", message) if not any(c in t for c in CONTROL_PLANE)] or re.findall(r"\{[^}]*\}", message)
         result.facts["pending_taints"] = taints
         tolerations = ", ".join(info.tolerations) or "none"
         result.add(
             "pending_taint", Severity.CAUSE,
             f"{name} is Pending: the nodes carry taint(s) {', '.join(taints) or 'that it does not tolerate'} and the pod "
-            f"does not tolerate them (its tolerations: {tolerations}). The scheduler says: \"{message}\".",
+            f"does not tolerate them (its tolerations: {tolerations}). {said}",
             pod=name, taints=", ".join(taints),
         )
-    elif "persistentvolumeclaim" in lowered:
+    elif category == "volume":
         result.facts["unbound_claims"] = info.claims
         result.add(
             "pending_unbound_pvc", Severity.PROBLEM,
-            f"{name} is Pending because its PersistentVolumeClaim {', '.join(info.claims) or ''} is not bound. "
-            f"The scheduler says: \"{message}\".",
+            f"{name} is Pending because of its volume(s) {', '.join(info.claims)}: {others}. {said}",
         )
-    elif "affinity" in lowered or "selector" in lowered:
+    elif category == "affinity":
+        selector = info.node_selectors or "its node affinity (see the pod spec)"
+        result.facts["pending_node_selector"] = info.node_selectors
         result.add(
             "pending_affinity", Severity.CAUSE,
-            f"{name} is Pending: no node matches its node selector or affinity ({info.node_selectors or 'see affinity'}). "
-            f"The scheduler says: \"{message}\".",
+            f"{name} is Pending: no node matches its node selector {selector} ({others}). Either no node carries "
+            "that label any more, or the pod asks for the wrong one.",
+            pod=name, selector=selector,
         )
+    elif category == "node_down":
+        result.add("pending_nodes_down", Severity.CAUSE, f"{name} is Pending: the nodes are not schedulable ({others}). {said}")
     else:
-        result.add("pending_other", Severity.PROBLEM, f"{name} is Pending. The scheduler says: \"{message}\".")
+        result.add("pending_other", Severity.PROBLEM, f"{name} is Pending. {said}")
 
 
 def _others(info: k.PodInfo, culprit: k.ContainerInfo) -> str:

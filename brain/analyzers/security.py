@@ -50,8 +50,16 @@ def ssh_log(output: Output, facts: Facts) -> Analysis:
     if not events:
         result.facts["ssh_log_empty"] = True
         return result
+    crafted = sorted({e.user for e in events if " " in e.user or e.user.lower().startswith(("accepted", "failed"))})
+    if crafted:
+        result.add(
+            "ssh_crafted_user", Severity.PROBLEM,
+            f"{len(crafted)} attempted user names imitate log lines (e.g. {crafted[0][:80]!r}): a log-injection trick. "
+            "They are failed logins with a fake user name, not successful logins; the real source is the address "
+            "sshd logs at the end of each line.",
+        )
     sources = Counter(e.source for e in attempts)
-    users = Counter(e.user for e in attempts)
+    users = Counter(e.user if e.user not in crafted else "(crafted user name)" for e in attempts)
     attackers = [s for s, n in sources.items() if n >= BRUTE_FORCE]
     top = ", ".join(f"{s} ({n} attempts)" for s, n in sources.most_common(5))
     targeted = ", ".join(f"{u} ({n})" for u, n in users.most_common(6))
@@ -172,6 +180,12 @@ def accounts(output: Output, facts: Facts) -> Analysis:
         )
     if not root_like:
         result.add("uid0_ok", Severity.OK, "Only root has UID 0.")
+    logins = [a for a in users if not a.shell.endswith(("nologin", "false", "sync", "halt", "shutdown"))]
+    if logins:
+        result.add(
+            "login_shells", Severity.INFO,
+            "Accounts with a login shell: " + ", ".join(f"{a.name} (uid {a.uid}, {a.shell})" for a in logins) + ".",
+        )
     return result
 
 

@@ -143,6 +143,18 @@ def error_log(output: Output, facts: Facts) -> Analysis:
     lines = [ln for ln in output.text.splitlines() if ln.strip()]
     result = Analysis(summary=f"{len(lines)} lines")
     proxy = _upstream_errors(output.text)
+    configured = set(facts.get("config_upstreams", []))
+    if configured:
+        # A client controls the request part of a log line and can forge an 'upstream: "..."' field in it;
+        # when the configuration is known, only upstreams it names are believed.
+        forged = sorted({f"{u.host}:{u.port}" for _, u in proxy if u and u.port and f"{u.host}:{u.port}" not in configured})
+        proxy = [(m, u) for m, u in proxy if not (u and u.port and f"{u.host}:{u.port}" not in configured)]
+        if forged:
+            result.add(
+                "log_forged_upstream", Severity.INFO,
+                f"Some log lines name upstream(s) the configuration does not have ({len(forged)}); clients can write "
+                "such text into the request part of a log line, so I ignored them.",
+            )
     sockets_down = _socket_upstreams(proxy)
     for path, reason in sockets_down.items():
         service = path.rsplit("/", 1)[-1].removesuffix(".sock")

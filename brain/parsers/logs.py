@@ -212,10 +212,13 @@ class SshEvent:
 
 
 _FROM = r"(?P<source>\S+)(?: port (?P<port>[0-9]+))?"
+# The user name is chosen by the client and may itself contain "from 10.0.0.1 port 22"; sshd's
+# own "from ADDR port N" always ends the line, so these patterns anchor there and take the last one.
+_TAIL = rf" from {_FROM}(?: ssh2)?(?:: .*)?$"
 _SSH_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("failed", re.compile(rf"^Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*?) from {_FROM}")),
-    ("invalid_user", re.compile(rf"^Invalid user (?P<user>.*?) from {_FROM}")),
-    ("accepted", re.compile(rf"^Accepted (?P<method>\S+) for (?P<user>\S+) from {_FROM}")),
+    ("failed", re.compile(rf"^Failed (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*){_TAIL}")),
+    ("invalid_user", re.compile(rf"^Invalid user (?P<user>.*){_TAIL}")),
+    ("accepted", re.compile(rf"^Accepted (?P<method>\S+) for (?P<user>.*){_TAIL}")),
     (
         "disconnect_preauth",
         re.compile(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 
 __all__ = ["Cluster", "format_duration", "parse_interval", "parse_lsclusters", "parse_unaligned"]
@@ -14,12 +15,21 @@ __all__ = ["Cluster", "format_duration", "parse_interval", "parse_lsclusters", "
 _FOOTER = re.compile(r"^\([0-9]+ rows?\)$")
 
 
-def parse_unaligned(text: str, sep: str = "|") -> list[dict[str, str]]:
+def parse_unaligned(
+    text: str,
+    sep: str = "|",
+    *,
+    free_text: Sequence[str] = (),
+    checks: Mapping[str, Callable[[str], bool]] | None = None,
+) -> list[dict[str, str]]:
     """Rows of ``psql -X -A -F SEP`` output keyed by the header line; fields are stripped.
 
-    A separator inside the last column (typically a query text) stays in that column.
-    A line with too few separators continues the previous row's last column, because
-    psql prints embedded newlines as they are.
+    psql does not escape a separator inside a value, so a row with too many
+    fields is ambiguous. The extra fields go to the ``free_text`` columns (query
+    texts), in the first arrangement where every column in ``checks`` passes its
+    check (pids are numbers, durations are intervals); without ``free_text`` they
+    stay in the last column. A line with too few separators continues the
+    previous row's last column, because psql prints embedded newlines as they are.
     """
     lines = [line for line in text.splitlines() if line.strip() and not _FOOTER.match(line.strip())]
     if not lines:
@@ -27,15 +37,46 @@ def parse_unaligned(text: str, sep: str = "|") -> list[dict[str, str]]:
     columns = [name.strip() for name in lines[0].split(sep)]
     rows: list[dict[str, str]] = []
     for line in lines[1:]:
-        values = line.split(sep, len(columns) - 1)
-        if len(values) < len(columns):
+        fields = line.split(sep)
+        if len(fields) < len(columns):
             if rows:
                 last = columns[-1]
                 rows[-1][last] = f"{rows[-1][last]}\n{line.strip()}"
                 continue
-            values += [""] * (len(columns) - len(values))
-        rows.append({name: value.strip() for name, value in zip(columns, values, strict=True)})
+            fields += [""] * (len(columns) - len(fields))
+        rows.append(_arrange(columns, fields, sep, free_text, checks or {}))
     return rows
+
+
+def _arrange(
+    columns: list[str], fields: list[str], sep: str, free_text: Sequence[str],
+    checks: Mapping[str, Callable[[str], bool]],
+) -> dict[str, str]:
+    extra = len(fields) - len(columns)
+    flexible = [columns.index(c) for c in free_text if c in columns] or [len(columns) - 1]
+    if extra > 12:  # hostile output: do not search, keep the overflow in the last free-text column
+        flexible = flexible[-1:]
+    for widths in _spreads(extra, len(flexible)):
+        grow = dict(zip(flexible, widths, strict=True))
+        row: dict[str, str] = {}
+        pos = 0
+        for index, name in enumerate(columns):
+            take = 1 + grow.get(index, 0)
+            row[name] = sep.join(fields[pos : pos + take]).strip()
+            pos += take
+        if all(check(row.get(name, "")) for name, check in checks.items()):
+            return row
+    return row
+
+
+def _spreads(total: int, slots: int) -> Iterator[tuple[int, ...]]:
+    """Every way to share ``total`` extra fields among ``slots`` columns."""
+    if slots == 1:
+        yield (total,)
+        return
+    for first in range(total + 1):
+        for rest in _spreads(total - first, slots - 1):
+            yield (first, *rest)
 
 
 _INTERVAL = re.compile(
