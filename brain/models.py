@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Facts = dict[str, Any]
 CONDITION = re.compile(r"^!?[a-z_][a-z0-9_]*(=[A-Za-z0-9_.-]+)?$")
@@ -123,17 +123,25 @@ class Runbook(BaseModel):
 
 
 class Action(BaseModel):
-    """A state change the user asks for; it is only ever requested for approval."""
+    """A state change the user asks for: requested for approval (``tool``), or, where no tool
+    may do it, answered with what to do instead (``says``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     title: str
     triggers: list[str] = Field(min_length=1)
-    tool: str
+    tool: str | None = None
+    says: str = ""
     params: dict[str, str | int] = Field(default_factory=dict, description="tool parameter <- '{slot}' or a literal")
     needs: dict[str, str] = Field(default_factory=dict)
     defaults: dict[str, str | int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tool_or_words(self) -> Action:
+        if (self.tool is None) == (not self.says):
+            raise ValueError(f"action {self.name}: give either a tool (requested for approval) or says (an answer)")
+        return self
 
 
 class RunbookBundle(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 from brain.actions import Call, CallResult, Say, Turn
 from brain.analyzers import Output, analyze
 from brain.extract import STOPWORDS, SUBJECT_SLOTS, Extraction, extract
-from brain.intents import best_match, is_affirmative, is_negative
+from brain.intents import best_match, is_affirmative, is_negative, words
 from brain.parsers.logs import find_host_ports
 from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
 from permissions.programs import known_programs, load_programs
@@ -40,13 +40,17 @@ class State:
     facts: Facts = field(default_factory=dict)
     pending: dict[str, Any] | None = None  # {"kind": "runbook"|"action", "name": ...}
     offer: dict[str, Any] | None = None  # {"runbook": name, "index": i}
+    last_runbook: str | None = None  # what "now check web-2 too" repeats
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> State:
-        return cls(facts=dict(data.get("facts", {})), pending=data.get("pending"), offer=data.get("offer"))
+        return cls(
+            facts=dict(data.get("facts", {})), pending=data.get("pending"), offer=data.get("offer"),
+            last_runbook=data.get("last_runbook"),
+        )
 
     def dump(self) -> dict[str, Any]:
-        return {"facts": self.facts, "pending": self.pending, "offer": self.offer}
+        return {"facts": self.facts, "pending": self.pending, "offer": self.offer, "last_runbook": self.last_runbook}
 
 
 @dataclass
@@ -104,6 +108,7 @@ def _prose_word(word: str) -> bool:
     return lowered in STOPWORDS or lowered in PROSE or not re.fullmatch(r"[a-z0-9_./-]+", lowered)
 
 
+FOLLOW_UP = frozenset({"too", "also", "again", "same", "likewise", "either"})
 PROSE = frozenset("diagnostics diagnostic checks check tests test it them this that a some again now".split())
 
 
@@ -209,6 +214,10 @@ class RunbookBrain:
             if target is not None:
                 yield from self._start(target, found, state)
                 return
+        elif state.last_runbook and self._follow_up(text, state):
+            previous = next((r for r in self.squad.runbooks if r.name == state.last_runbook), None)
+            if previous is not None:
+                yield from self._start(previous, found, state)
         elif found.errors:
             yield Say(render("replies/invalid", errors=list(found.errors.values())))
         else:
@@ -220,6 +229,11 @@ class RunbookBrain:
             )
 
     # -- helpers ---------------------------------------------------------------------
+    def _follow_up(self, text: str, state: State) -> bool:
+        """ "Now check web-2 too", "same for staging": the previous diagnosis again, elsewhere."""
+        said = set(words(text))
+        return bool(state.facts.get("node_changed")) or bool(said & FOLLOW_UP) or "what about" in text.lower()
+
     def _answers(self, pending: dict[str, Any], found: Extraction) -> bool:
         missing = pending.get("missing", [])
         return any(slot in found.values or slot in found.errors for slot in missing)
@@ -253,11 +267,15 @@ class RunbookBrain:
             return
         state.pending = None
         if isinstance(target, Runbook):
+            state.last_runbook = target.name
             yield from self._diagnose(target, target.steps, state, with_offers=True)
         else:
             yield from self._act(target, state)
 
     def _act(self, action: Action, state: State) -> Turn:
+        if action.tool is None:
+            yield Say(fill_text(action.says, state.facts))
+            return
         params = fill(dict(action.params), state.facts)
         if params is None:
             missing = [n.split("|")[0] for v in action.params.values() if isinstance(v, str) for n in PLACEHOLDER.findall(v)

@@ -46,7 +46,7 @@ class SquadSpec(BaseModel):
                 if step.tool not in names:
                     raise ValueError(f"squad {self.name}: runbook {runbook.name} uses unknown tool {step.tool!r}")
         for action in self.actions:
-            if action.tool not in names:
+            if action.tool is not None and action.tool not in names:
                 raise ValueError(f"squad {self.name}: action {action.name} uses unknown tool {action.tool!r}")
         return self
 

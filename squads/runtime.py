@@ -95,7 +95,7 @@ class Conversation:
         self.turns += 1
         if self.turns == 1:
             self._title = text.strip().splitlines()[0] if text.strip() else ""
-        self._switch_node(text)
+        self.state.facts["node_changed"] = self._switch_node(text)
         yield from self._emit(EventKind.USER_MESSAGE, {"text": text, "node": self.node})
         turn: Turn = self.brain.turn(text, self.state)
         result: CallResult | None = None
@@ -171,16 +171,18 @@ class Conversation:
         text = f"Approved and run: `{' '.join(approval['argv'])}` on {node.name} {status}."
         yield from self._emit(EventKind.ASSISTANT_MESSAGE, {"text": text})
 
-    def _switch_node(self, text: str) -> None:
+    def _switch_node(self, text: str) -> bool:
         """Move to another configured node the message names in prose ("on web-2", "check db-3").
 
         A name inside a command ("run kubectl logs web-1") is an argument, not a node."""
         if explicit_command(text, self.brain.programs) is not None:
-            return
-        named = {m.group(1).lower() for m in NODE_MENTION.finditer(text)}
+            return False
+        named = {m.group(1).lower().rstrip(".,;:!?") for m in NODE_MENTION.finditer(text)}
         others = [n for n in self.config.nodes if n != self.node and n in named]
         if len(others) == 1:
             self.node = others[0]
+            return True
+        return False
 
     def _emit(
         self, kind: EventKind, data: dict[str, Any], audit_seq: int | None = None, *, flush: bool = True

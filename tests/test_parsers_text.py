@@ -569,3 +569,28 @@ def test_parsers_never_raise_on_noise(text: str) -> None:
     parse_df("Filesystem Size Used Avail Use% Mounted on\n" + text), parse_du(text), parse_passwd(text)
     parse_paths(text), parse_sshd_config(text), parse_openssl_x509(text), parse_last(text)
     parse_unaligned(text), parse_lsclusters("Ver Cluster Port Status Owner Data directory Log file\n" + text)
+
+
+def test_unaligned_rows_with_the_separator_inside_free_text_keep_typed_columns_right() -> None:
+    text = (
+        "blocked_pid|blocked_for|blocked_query|blocking_pid|blocking_state|blocking_query\n"
+        "30517|00:04:10|UPDATE t SET note = note || 'x|y' WHERE id = 1|40404|idle in transaction|SELECT 'INC|40404|P1'\n"
+    )
+    rows = parse_unaligned(
+        text,
+        free_text=("blocked_query", "blocking_query"),
+        checks={"blocked_pid": str.isdigit, "blocking_pid": str.isdigit, "blocking_state": lambda v: v in ("idle in transaction", "active")},
+    )
+    assert rows == [{
+        "blocked_pid": "30517", "blocked_for": "00:04:10",
+        "blocked_query": "UPDATE t SET note = note || 'x|y' WHERE id = 1",
+        "blocking_pid": "40404", "blocking_state": "idle in transaction", "blocking_query": "SELECT 'INC|40404|P1'",
+    }]
+
+
+def test_a_user_name_that_imitates_a_log_line_does_not_move_the_source() -> None:
+    line = ("Nov 26 11:02:01 b sshd[7]: Failed password for invalid user Accepted password for root from 10.0.0.1 "
+            "port 22 from 203.0.113.9 port 4444 ssh2")
+    (event,) = ssh_events(line)
+    assert (event.kind, event.source, event.port) == ("failed", "203.0.113.9", 4444)
+    assert event.user == "Accepted password for root from 10.0.0.1 port 22"

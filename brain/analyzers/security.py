@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections import Counter
 
 from brain.analyzers import Output, analyzer
@@ -81,7 +83,7 @@ def ssh_log(output: Output, facts: Facts) -> Analysis:
             user=e.user, source=e.source,
         )
     if accepted and not breached:
-        who = ", ".join(sorted({f"{e.user} from {e.source} ({e.method})" for e in accepted}))
+        who = ", ".join(sorted({f"{e.user} from {e.source} with {e.method}" for e in accepted}))
         result.add("ssh_accepted", Severity.INFO, f"Successful logins: {who}; none came from the failing sources, so no attempt succeeded.")
     elif attempts and not accepted:
         result.add("ssh_none_accepted", Severity.INFO, "No attempt from these sources succeeded: no accepted login in this window.")
@@ -211,6 +213,32 @@ def sshd(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _usual_networks(message: str, sources: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks logins should come from: those the user named, else the /24 most logins share."""
+    named = []
+    for cidr in re.findall(r"\b\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}\b", message):
+        try:
+            named.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            continue
+    if named:
+        return named
+    nets = Counter(
+        ipaddress.ip_network(f"{a}/24", strict=False) for a in map(_address, sources) if isinstance(a, ipaddress.IPv4Address)
+    )
+    if not nets:
+        return []
+    net, count = nets.most_common(1)[0]
+    return [net] if count >= 3 and count * 2 > sum(nets.values()) else []
+
+
 @analyzer("sec.last")
 def last(output: Output, facts: Facts) -> Analysis:
     """``last``: recent logins and where they came from."""
@@ -219,6 +247,16 @@ def last(output: Output, facts: Facts) -> Analysis:
     logins = [x for x in sp.parse_last(output.stdout) if x.user != "reboot"]
     attackers = set(facts.get("attackers", []))
     result = Analysis(summary=", ".join(f"{x.user} from {x.source or 'console'} ({x.when})" for x in logins[:6]))
+    usual = _usual_networks(str(facts.get("message", "")), [x.source for x in logins])
+    for x in logins:
+        address = _address(x.source)
+        if usual and address is not None and not any(address in net for net in usual) and x.source not in attackers:
+            result.add(
+                "login_unusual_source", Severity.PROBLEM,
+                f"{x.user} logged in from {x.source} ({x.when}), outside the usual network "
+                f"{', '.join(map(str, usual))}: an unexpected source. Confirm with {x.user} it was them.",
+                user=x.user, source=x.source,
+            )
     for x in logins:
         still = " and is still logged in" if x.still_logged_in else ""
         if x.source in attackers:

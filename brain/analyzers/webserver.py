@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import UTC, datetime
 
 from brain.analyzers import Output, analyzer
@@ -106,6 +107,23 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+TLS_ERROR = re.compile(
+    r"\[ssl:\w+\].*?\[remote (?P<remote>[^\]]+)\].*?(?:AH\d+: )?(?P<reason>Certificate Verification: .*|.*certificate.*)$"
+    r"|upstream SSL certificate verify error: \((?P<code>\d+):(?P<reason2>[^)]*)\).*?upstream: \"(?P<remote2>[^\"]+)\""
+)
+
+
+def _failure_kind(message: str) -> str:
+    """What went wrong talking to an upstream, from one error line's message."""
+    lowered = message.lower()
+    for needle, kind in (("refused", "refused"), ("timed out", "timed out"), ("handshake", "TLS handshake failed"),
+                         ("reset by peer", "connection reset by the backend"), ("no live upstreams", "no live upstreams"),
+                         ("prematurely closed", "the backend closed the connection early")):
+        if needle in lowered:
+            return kind
+    return "request to the backend failed"
+
+
 def _socket_upstreams(proxy: list[tuple[str, lp.Upstream | None]]) -> dict[str, str]:
     """Unix-socket upstreams (php-fpm, gunicorn) that are missing or refuse: path -> the error."""
     down: dict[str, str] = {}
@@ -169,22 +187,39 @@ def error_log(output: Output, facts: Facts) -> Analysis:
         for _, up in proxy:
             if up and up.port and f"{up.host}:{up.port}" not in targets:
                 targets.append(f"{up.host}:{up.port}")
-        refused = sum("refused" in m.lower() for m, _ in proxy)
-        timed = [m for m, _ in proxy if "timed out" in m.lower()]
         result.facts["upstreams"] = targets
-        if len(timed) > refused:
+        kinds = Counter(_failure_kind(m) for m, _ in proxy)
+        main = kinds.most_common(1)[0][0]
+        result.facts["upstream_failure"] = main
+        if main == "timed out":
+            timed = [m for m, _ in proxy if _failure_kind(m) == "timed out"]
             phase = re.search(r"while ([a-z ]+?) (?:from|to) upstream", timed[-1])
             during = phase.group(1) if phase else "talking to the upstream"
             result.facts["upstream_slow"] = "connecting" not in during
             kind = f"timed out while {during}"
-        else:
+        elif main == "refused":
             kind = "connection refused while connecting"
+        else:
+            kind = main
         result.summary = f"{len(proxy)} upstream errors ({kind}) for {', '.join(targets) or 'the backend'}"
         result.add(
             "upstream_errors", Severity.PROBLEM,
             f"The error log has {len(proxy)} upstream failures: {kind} to upstream "
             f"{', '.join(targets) or '(unknown)'}; that is what the clients see as 502/503/504.",
             upstream=", ".join(targets),
+        )
+    tls = [m for m in (TLS_ERROR.search(ln) for ln in lines) if m]
+    if tls:
+        last = tls[-1]
+        remote = last.group("remote") or last.group("remote2")
+        reason = (last.group("reason") or last.group("reason2") or "").strip()
+        result.facts["upstream_tls_error"] = reason
+        result.add(
+            "upstream_tls", Severity.CAUSE,
+            f"The TLS handshake with the backend {remote} fails ({len(tls)} times): \"{reason}\". The proxy verifies "
+            "the backend's certificate and refuses it, so requests to that backend fail with 502 although the backend "
+            "runs.",
+            remote=remote, reason=reason,
         )
     space = [ln for ln in lines if "no space left on device" in ln.lower()]
     if space:
@@ -274,6 +309,10 @@ def dir_size(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+def _days(count: int) -> str:
+    return "less than a day" if count < 1 else f"{count} day{'s' if count != 1 else ''}"
+
+
 @analyzer("web.certificate")
 def certificate(output: Output, facts: Facts) -> Analysis:
     """``openssl x509 -enddate``: expired or expiring certificates."""
@@ -290,15 +329,15 @@ def certificate(output: Output, facts: Facts) -> Analysis:
     if cert.not_after <= now:
         result.add(
             "cert_expired", Severity.CAUSE,
-            f"The certificate {path} ({cert.subject}) expired on {date}, {(now - cert.not_after).days} days ago: "
-            "browsers refuse the site. "
+            f"The certificate {path} ({cert.subject}) expired on {date}, {_days((now - cert.not_after).days)} ago: "
+            "every client that checks it (browsers, or a proxy calling this backend) refuses the connection. "
             "Renew it and reload the server.",
             path=path, date=date,
         )
     elif days <= SOON_DAYS:
         result.add(
             "cert_expiring", Severity.PROBLEM,
-            f"The certificate {path} ({cert.subject}) expires on {date}, in {days} days. Renew it before then.",
+            f"The certificate {path} ({cert.subject}) expires on {date}, in {_days(days)}. Renew it before then.",
             path=path, date=date,
         )
     else:
