@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Table, and_, exists, insert, select, text
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached, sessionmaker
 
 from audit.models import GENESIS_HASH, HASHED_FIELDS, AuditRecord, RecordKind
+from transcripts.redact import redact
 
 if TYPE_CHECKING:
     from permissions.models import Decision
@@ -172,6 +173,17 @@ def append_committed(sessions: sessionmaker[Session], **fields: Any) -> AuditRec
     return record
 
 
+def _scrub(argv: Sequence[str], details: Mapping[str, Any] | None = None) -> tuple[list[str], dict[str, Any]]:
+    """argv with secrets redacted (the log is permanent); the raw argv's SHA-256 proves what it was."""
+    clean = [redact(arg)[0] for arg in argv]
+    extra = dict(details or {})
+    if clean != list(argv):
+        extra["argv_sha256"] = hashlib.sha256(canonical_json(list(argv))).hexdigest()
+        if "exec_argv" in extra:
+            extra["exec_argv"] = [redact(str(arg))[0] for arg in extra["exec_argv"]]
+    return clean, extra
+
+
 def record_decision(
     session: Session,
     *,
@@ -183,6 +195,7 @@ def record_decision(
 ) -> AuditRecord:
     """Record a policy decision (allow, deny or needs_approval) and its reason."""
     verdict = decision.verdict
+    argv, details = _scrub(decision.argv, {"grant": decision.grant, "program_path": decision.program_path})
     return append(
         session,
         kind=RecordKind.DECISION,
@@ -190,13 +203,13 @@ def record_decision(
         squad=squad,
         agent=decision.agent,
         node=decision.node,
-        argv=list(decision.argv),
+        argv=argv,
         decision=str(getattr(verdict, "value", verdict)),
         rule=decision.rule,
-        reason=decision.reason,
+        reason=redact(decision.reason)[0],
         conversation_id=conversation_id,
         incident_id=incident_id,
-        details={"grant": decision.grant, "program_path": decision.program_path},
+        details=details,
     )
 
 
@@ -223,8 +236,22 @@ def _get(session: Session, seq: int, kind: RecordKind) -> AuditRecord:
 def record_approval(
     session: Session, *, decision_seq: int, approver: str, approved: bool, reason: str | None = None
 ) -> AuditRecord:
-    """Record who approved (or rejected) a decision that needed approval."""
+    """Record who approved (or rejected) a decision that needed approval.
+
+    Refuses a decision that was a denial, one already resolved (so a command is
+    approved, and run, at most once) and an approval by the person who asked."""
     held = _get(session, decision_seq, RecordKind.DECISION)
+    if held.decision == "deny":
+        raise ValueError(f"record {decision_seq} is a denial; there is nothing to approve")
+    resolved = session.scalar(
+        select(AuditRecord.seq).where(
+            AuditRecord.kind == RecordKind.APPROVAL_RESOLVED.value, AuditRecord.ref_seq == decision_seq
+        )
+    )
+    if resolved is not None:
+        raise ValueError(f"decision {decision_seq} was already resolved (record {resolved})")
+    if approved and held.actor and held.actor == approver:
+        raise ValueError(f"{approver} asked for this command and cannot approve it; another approver must")
     return append(
         session,
         kind=RecordKind.APPROVAL_RESOLVED,
@@ -256,6 +283,7 @@ def record_started(
     ``timeout_s`` goes into ``details`` so :func:`sweep_interrupted` knows when
     a missing finished record means the executor died.
     """
+    clean, scrubbed = _scrub(argv, details)
     return append(
         session,
         kind=RecordKind.EXECUTION_STARTED,
@@ -263,11 +291,11 @@ def record_started(
         squad=squad,
         agent=agent,
         node=node,
-        argv=argv,
+        argv=clean,
         conversation_id=conversation_id,
         incident_id=incident_id,
         ref_seq=decision_seq,
-        details={**(details or {}), "timeout_s": float(timeout_s)},
+        details={**scrubbed, "timeout_s": float(timeout_s)},
     )
 
 

@@ -63,7 +63,7 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
             rf"\bpods?/{NAME}",
             rf"\bpod\s*[:=]\s*{NAME}",
             rf"\bpod\s+(?:named\s+|called\s+)?{NAME}",
-            r"\b([a-z][a-z0-9-]*-[a-z0-9]{6,10}-[a-z0-9]{5})\b",
+            r"(?<![\w-])([a-z][a-z0-9-]{0,200}-[a-z0-9]{6,10}-[a-z0-9]{5})(?![\w-])",
         ],
         "service": [
             rf"\b(?:svc|service)/{NAME}",

@@ -83,9 +83,11 @@ def best_match(candidates: Sequence[T], text: str) -> tuple[T | None, int]:
 
 
 def is_affirmative(text: str) -> bool:
-    """A reply that accepts an offer: starts with yes, sure, ok, go ahead, please do..."""
+    """A short reply that accepts an offer: "yes", "sure, go ahead", "yes, show me the usage".
+
+    A long message that happens to start with "ok" or "do" is a new question, not a yes."""
     found = words(text)
-    return bool(found) and found[0] in AFFIRMATIVE and not (set(found[:4]) & NEGATIVE)
+    return 0 < len(found) <= 12 and found[0] in AFFIRMATIVE and not (set(found[:4]) & NEGATIVE)
 
 
 def is_negative(text: str) -> bool:

@@ -16,19 +16,21 @@ from typing import Any
 
 from brain.actions import Call, CallResult, Say, Turn
 from brain.analyzers import Output, analyze
-from brain.extract import STOPWORDS, SUBJECT_SLOTS, Extraction, extract
-from brain.intents import best_match, is_affirmative, is_negative, words
+from brain.extract import SLOT_TYPES, STOPWORDS, SUBJECT_SLOTS, Extraction, extract
+from brain.intents import best_match, is_affirmative, is_negative, trigger_matches, words
 from brain.parsers.logs import find_host_ports
 from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
 from permissions.programs import known_programs, load_programs
 from prompts.service import render
 from squads.models import SquadSpec
+from transcripts.redact import redact
 
 EXPLICIT = re.compile(r"^\s*(?:please\s+)?(?:run|execute|exec)\s*:?\s+(?P<cmd>.+?)\s*$", re.IGNORECASE | re.DOTALL)
 # "now run kubectl ...", "can you run `df -h`": a command named mid-sentence, taken only when
 # its first word is a program the policy knows (so "run the diagnostics" stays prose).
 EXPLICIT_INNER = re.compile(r"\b(?:run|execute)\s*:?\s+(?P<cmd>[a-z0-9_./-]+(?:\s.*)?)$", re.IGNORECASE | re.DOTALL)
 BACKTICKS = re.compile(r"`(?P<cmd>[^`]+)`")
+MAX_MESSAGE = 8000
 # {name}, or {a|b} for "a, else b" (e.g. a pid the user named, else the blocker found earlier).
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_|]*)\}")
 
@@ -95,7 +97,7 @@ def explicit_command(text: str, programs: set[str]) -> list[str] | None:
         # "run X ..." at the start of a message is a command unless X is an ordinary word of prose
         # ("run the diagnostics"); the policy then says what is wrong with it. In backticks or
         # mid-sentence (a pasted error message, "now run ..."), only a known program or a path counts.
-        if known or argv[0].startswith("/") or (prefixed and not _prose_word(argv[0])):
+        if known or (prefixed and (argv[0].startswith("/") or not _prose_word(argv[0]))):
             return argv
         return None
     if known and len(argv) > 1 and (argv[1].startswith("-") or _is_subcommand(program, argv[1])):
@@ -137,7 +139,7 @@ def fill(template: dict[str, str | int | bool], facts: Facts, item: Any = None) 
     values = {**facts, "item": item}
 
     def lookup(name: str) -> Any:
-        return next((values[n] for n in name.split("|") if values.get(n) not in (None, "", [])), None)
+        return next((values[n] for n in name.split("|") if not _empty(values.get(n))), None)
 
     out: dict[str, Any] = {}
     for key, raw in template.items():
@@ -152,6 +154,46 @@ def fill(template: dict[str, str | int | bool], facts: Facts, item: Any = None) 
         else:
             out[key] = PLACEHOLDER.sub(lambda m: str(lookup(m.group(1))), raw)
     return out
+
+
+# Facts that come from the user (slots) or describe the conversation; everything else is evidence.
+KEPT_FACTS = frozenset({*SLOT_TYPES, "message", "user_slots"})
+IMPERATIVE_LEAD = frozenset(
+    """please pls kindly can could would will you go ahead and now ok okay then just so lets let's hey i we
+    want need to should must cool yes yeah alright fine right sure""".split()
+)
+NEGATIONS = ("don't", "dont", "do not", "never", "no need", "without", "not yet", "shouldn't", "should not")
+
+
+def forget_evidence(state: State) -> None:
+    """Drop what earlier diagnoses learned (pids, pods, ports...), keeping what the user said."""
+    for key in [k for k in state.facts if k not in KEPT_FACTS]:
+        del state.facts[key]
+
+
+def imperative(action: Action, text: str) -> bool:
+    """Whether the message asks for ``action`` in so many words: one of its triggers starts a
+    clause (after words like "please", "ok", "can you"), and that clause is not negated.
+
+    "Since the restart this morning nginx returns 502" mentions a restart but asks for none;
+    "don't stop it" asks for the opposite."""
+    for clause in re.split(r"[.;:!?\n]|,|\bthen\b|\band\b", text.lower()):
+        if any(n in clause for n in NEGATIONS):
+            continue
+        said = words(clause)
+        while said and said[0] in IMPERATIVE_LEAD:
+            said = said[1:]
+        if said and any(_first_group_hits(t, said[0]) and trigger_matches(t, said) for t in action.triggers):
+            return True
+    return False
+
+
+def _first_group_hits(trigger: str, word: str) -> bool:
+    return trigger_matches(trigger.split()[0], [word])
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and not value)
 
 
 def fill_text(text: str, facts: Facts) -> str:
@@ -185,36 +227,46 @@ class RunbookBrain:
     # -- entry point -----------------------------------------------------------------
     def turn(self, text: str, state: State) -> Turn:
         """Handle one user message; yields ``Say``/``Call``, receives ``CallResult``."""
+        if len(text) > MAX_MESSAGE:
+            yield Say(
+                f"That message is {len(text):,} characters long; I read at most {MAX_MESSAGE:,}. "
+                "Paste the part that matters (the error lines, the names) and I will look."
+            )
+            return
+        # An open offer or question lasts one turn: a reply about something else drops it, so an old
+        # "which pod should be deleted?" can never be answered by a later, unrelated message.
+        offer, pending = state.offer, state.pending
+        state.offer = state.pending = None
+        if state.facts.pop("node_changed", False):
+            forget_evidence(state)
+            offer = None
+            node_changed = True
+        else:
+            node_changed = False
         argv = explicit_command(text, self.programs)
         if argv is not None:
             yield from self._explicit(argv, state)
             return
         found = extract(text)
-        offer = state.offer
         if offer and is_affirmative(text):
-            state.offer = None
             self._learn(found, state)
             yield from self._run_offer(offer, state)
             return
         if offer and is_negative(text):
-            state.offer = None
             yield Say("OK, I will leave it there. Tell me what else to look at.")
             return
-        action, action_score = best_match(self.squad.actions, text)
+        action, action_score = best_match([a for a in self.squad.actions if imperative(a, text)], text)
         runbook, runbook_score = best_match(self.squad.runbooks, text)
-        pending = state.pending
-        if action is not None:
+        answers = pending is not None and self._answers(pending, found)
+        if action is not None and action_score >= runbook_score:
             yield from self._start(action, found, state)
-        elif runbook is not None and not (pending and self._answers(pending, found) and runbook_score < 3):
+        elif answers and runbook_score < 3:
+            yield from self._continue(pending, found, state)
+        elif runbook is not None:
             for slot in SUBJECT_SLOTS:
                 state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
             yield from self._start(runbook, found, state)
-        elif pending and self._answers(pending, found):
-            target = self._pending_target(pending)
-            if target is not None:
-                yield from self._start(target, found, state)
-                return
-        elif state.last_runbook and self._follow_up(text, state):
+        elif state.last_runbook and (node_changed or self._follow_up(text)):
             previous = next((r for r in self.squad.runbooks if r.name == state.last_runbook), None)
             if previous is not None:
                 yield from self._start(previous, found, state)
@@ -228,11 +280,15 @@ class RunbookBrain:
                 )
             )
 
+    def _continue(self, pending: dict[str, Any] | None, found: Extraction, state: State) -> Turn:
+        target = self._pending_target(pending) if pending else None
+        if target is not None:
+            yield from self._start(target, found, state)
+
     # -- helpers ---------------------------------------------------------------------
-    def _follow_up(self, text: str, state: State) -> bool:
-        """ "Now check web-2 too", "same for staging": the previous diagnosis again, elsewhere."""
-        said = set(words(text))
-        return bool(state.facts.get("node_changed")) or bool(said & FOLLOW_UP) or "what about" in text.lower()
+    def _follow_up(self, text: str) -> bool:
+        """ "Same for staging", "what about the other one": the previous diagnosis again, elsewhere."""
+        return bool(set(words(text)) & FOLLOW_UP) or "what about" in text.lower()
 
     def _answers(self, pending: dict[str, Any], found: Extraction) -> bool:
         missing = pending.get("missing", [])
@@ -245,7 +301,9 @@ class RunbookBrain:
     def _learn(self, found: Extraction, state: State) -> None:
         for slot, value in found.values.items():
             state.facts[slot] = value
-        state.facts["message"] = found.text.lower()  # analyzers may narrow to names the user wrote
+        # Analyzers may narrow to names the user wrote. Redacted before lower-casing: the secret
+        # patterns are case-sensitive (AKIA..., -----BEGIN ...), and state is stored.
+        state.facts["message"] = redact(found.text)[0].lower()
         # Analyzers may revise a guessed default (nginx -> apache2) but never what the user said.
         state.facts["user_slots"] = {**state.facts.get("user_slots", {}), **dict.fromkeys(found.values, True)}
 
@@ -316,8 +374,8 @@ class RunbookBrain:
 
     def _diagnose(self, runbook: Runbook, steps: list[Step], state: State, *, with_offers: bool) -> Turn:
         facts = state.facts
-        for key in [k for k, v in facts.items() if isinstance(v, list)]:
-            del facts[key]  # evidence lists belong to one diagnosis
+        if with_offers:
+            forget_evidence(state)  # a new diagnosis starts from what the user said, not from old evidence
         for target, slot in runbook.seed.items():
             if facts.get(slot):
                 merge_facts(facts, {target: [facts[slot]]})

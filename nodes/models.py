@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from permissions.argv import Refused, check_hygiene
 from permissions.models import NodeContext
 from permissions.validators import normalise_path
 
 LOCAL_NODE = "local"
+# Variables that make a program load or run something else: never set for commands on a node.
+UNSAFE_ENV = frozenset(
+    """PATH PAGER EDITOR VISUAL LESSOPEN LESSCLOSE BASH_ENV ENV SHELL PYTHONPATH PYTHONSTARTUP PERL5OPT PERL5LIB
+    NODE_OPTIONS RUBYOPT GIT_SSH GIT_SSH_COMMAND PROMPT_COMMAND IFS PSQLRC PGSERVICEFILE""".split()
+)
 
 
 class NodeConfig(BaseModel):
@@ -35,6 +43,32 @@ class NodeConfig(BaseModel):
         default_factory=list,
         description="Extra folders that tools' path parameters accept on this node (grants must allow them too).",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _safe_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            upper = name.upper()
+            if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", upper):
+                raise ValueError(f"env {name!r}: not a variable name")
+            if upper in UNSAFE_ENV or upper.startswith(("LD_", "DYLD_", "SYSTEMD_")) or any(
+                word in upper for word in ("PASSWORD", "SECRET", "TOKEN", "PWD")
+            ):
+                raise ValueError(
+                    f"env {name}: not allowed for a node: it can run other programs or carries a secret "
+                    "(secrets belong in the service's own credential files, e.g. ~/.pgpass, never in Squads' config)"
+                )
+        return value
+
+    @field_validator("program_args")
+    @classmethod
+    def _clean_args(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for program, args in value.items():
+            try:
+                check_hygiene([program, *args])
+            except Refused as exc:
+                raise ValueError(f"program_args for {program}: {exc.reason}") from None
+        return value
 
     @field_validator("path_prefixes")
     @classmethod

@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
+
+from audit.service import display_text
 
 from evals.models import ScenarioError, load_scenario
 from nodes.models import NodeConfig
@@ -27,28 +30,41 @@ FOLD_LINES = 8
 STYLE = {Verdict.ALLOW.value: "green", Verdict.NEEDS_APPROVAL.value: "yellow", Verdict.DENY.value: "red"}
 
 
+def safe(text: str) -> str:
+    """Text from commands or users as the terminal should see it: line by line, every control,
+    escape and invisible character shown as ``\\uXXXX`` (an ANSI sequence in a log line cannot
+    clear the screen, move the cursor or hide the decision printed above it)."""
+    return "\n".join(display_text(line.replace("\t", "    ")) for line in text.split("\n"))
+
+
 def render_event(console: Console, event: Event, *, full_output: bool = False) -> None:
-    """Print one event: messages as Markdown, commands with their decision, outputs folded."""
+    """Print one event: messages as Markdown, commands with their decision, outputs folded.
+
+    Everything that came from a user or a command is printed as plain Text, never as markup."""
     data = event.data
     if event.kind is EventKind.ASSISTANT_MESSAGE:
-        console.print(Panel(Markdown(event.text), title="squad", title_align="left", border_style="cyan"))
+        body = Markdown(safe(event.text), hyperlinks=False)
+        console.print(Panel(body, title="squad", title_align="left", border_style="cyan"))
     elif event.kind is EventKind.TOOL_CALL:
-        console.print(f"[bold]$ {escape(shlex.join(data['argv']))}[/]  [dim]{escape(data['agent'])} @ {escape(data['node'])}[/]")
+        line = Text("$ ", style="bold").append(safe(shlex.join(data["argv"])), style="bold")
+        line.append(f"  {safe(data['agent'])} @ {safe(data['node'])}", style="dim")
+        console.print(line)
     elif event.kind is EventKind.DECISION:
         verdict = str(data.get("decision"))
-        console.print(f"  [{STYLE.get(verdict, 'white')}]{escape(verdict)}[/]: [dim]{escape(str(data.get('reason')))}[/]")
+        line = Text("  ").append(verdict, style=STYLE.get(verdict, "white"))
+        console.print(line.append(": ").append(safe(str(data.get("reason"))), style="dim"))
     elif event.kind is EventKind.TOOL_OUTPUT:
         text = "\n".join(p for p in (data.get("stdout", ""), data.get("stderr", "")) if p).rstrip()
         lines = text.splitlines()
         shown = lines if full_output else lines[:FOLD_LINES]
-        for line in shown:
-            console.print(f"  [dim]│ {escape(line)}[/]")
+        for raw in shown:
+            console.print(Text("  │ " + safe(raw), style="dim"))
         more = f", {len(lines) - len(shown)} more lines folded" if len(lines) > len(shown) else ""
-        console.print(f"  [dim]└ exit {data.get('exit_code')}, {data.get('duration_ms')} ms{more}[/]")
+        console.print(Text(f"  └ exit {data.get('exit_code')}, {data.get('duration_ms')} ms{more}", style="dim"))
     elif event.kind is EventKind.APPROVAL_REQUESTED:
-        console.print(f"  [yellow]held for approval (request {escape(str(data.get('id')))}): not run[/]")
+        console.print(Text(f"  held for approval (request {safe(str(data.get('id')))}): not run", style="yellow"))
     elif event.kind is EventKind.ERROR:
-        console.print(f"[red]error:[/] {escape(event.text)}")
+        console.print(Text("error: ", style="red").append(safe(event.text)))
 
 
 def _scenario_config(path: Path, squads: dict[str, SquadSpec]) -> tuple[RuntimeConfig, str, str]:
@@ -138,7 +154,7 @@ def chat_command(
         if not text.strip():
             continue
         if inputs is not None:
-            console.print(f"[bold cyan]you>[/] {escape(text)}")
+            console.print(Text("you> ", style="bold cyan").append(safe(text)))
         for event in conversation.handle(text):
             render_event(console, event, full_output=full_output)
     console.print(f"[dim]conversation {conversation.id} saved; `squads transcript export {conversation.id}`[/]")

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 class ApprovalError(ValueError):
     """An approval cannot be resolved as asked; the message says why."""
 ExecutorFactory = Callable[[NodeConfig], Executor]
-NODE_MENTION = re.compile(r"\b(?:on|node|host|server|box|machine|check|from|at|to)\s+([A-Za-z0-9][A-Za-z0-9._-]*)", re.I)
+# "on web-2", "check db-3": prose that points at a node ("connect to db-2" names a dependency, not where to look).
+NODE_MENTION = re.compile(r"\b(?:on|node|host|server|box|machine|check)\s+([A-Za-z0-9][A-Za-z0-9._-]*)", re.I)
 
 
 @dataclass
@@ -127,33 +128,43 @@ class Conversation:
         approval = next((a for a in self.approvals if a["id"] == approval_id), None)
         if approval is None or approval["status"] != "pending":
             raise ApprovalError(f"no pending approval {approval_id!r} in conversation {self.id}")
-        if approved and approver == self.actor:
+        if approved and approver == approval.get("requested_by", self.actor):
             raise ApprovalError(f"{approver} requested this command and cannot approve it; another approver must")
-        with session_scope(self.config.sessions) as session:
-            record = audit.record_approval(
-                session, decision_seq=approval["decision_seq"], approver=approver, approved=approved, reason=reason
-            )
+        if any("[REDACTED:" in arg for arg in approval["argv"]):
+            raise ApprovalError("this command held a secret, which is never stored; ask for it again without the secret")
+        if approval["node"] not in self.config.nodes:
+            raise ApprovalError(f"node {approval['node']!r} is no longer configured; the command cannot run there")
+        try:
+            with session_scope(self.config.sessions) as session:
+                # The audit log is the arbiter: it refuses a second resolution, even from another process.
+                record = audit.record_approval(
+                    session, decision_seq=approval["decision_seq"], approver=approver, approved=approved, reason=reason
+                )
+        except ValueError as exc:
+            raise ApprovalError(str(exc)) from None
         approval["status"] = "approved" if approved else "rejected"
         data = {"id": approval_id, "status": approval["status"], "by": approver, "reason": reason, "argv": approval["argv"]}
         yield from self._emit(EventKind.APPROVAL_RESOLVED, data, record.seq)
         if approved:
-            yield from self._run_approved(approval)
+            yield from self._run_approved(approval, approver=approver, approval_seq=record.seq)
         yield from self._emit(EventKind.TURN_COMPLETE, {"turn": self.turns})
 
-    def _run_approved(self, approval: dict[str, Any]) -> Iterator[Event]:
+    def _run_approved(self, approval: dict[str, Any], *, approver: str, approval_seq: int) -> Iterator[Event]:
         node = self.config.nodes[approval["node"]]
+        # Decided again and audited: a grant revoked since the request wins, and the execution
+        # record points at this decision (whose details name the approval).
         decision = self.config.engine.decide(agent=approval["agent"], node=node.context(), argv=approval["argv"])
-        context = {"actor": self.actor, "squad": self.squad.name, "conversation_id": self.id}
+        context = {"actor": approver, "squad": self.squad.name, "conversation_id": self.id}
+        with session_scope(self.config.sessions) as session:
+            seq = audit.record_decision(session, decision=decision, **context).seq
+        yield from self._emit(EventKind.DECISION, {**decision.as_dict(), "approval_seq": approval_seq}, seq)
         if decision.verdict is Verdict.DENY:
-            with session_scope(self.config.sessions) as session:
-                seq = audit.record_decision(session, decision=decision, **context).seq
-            yield from self._emit(EventKind.DECISION, decision.as_dict(), seq)
             yield from self._emit(EventKind.ERROR, {"text": f"not run: the policy now refuses it: {decision.reason}"})
             return
         try:
             outcome = run_decided(
                 sessions=self.config.sessions, executor=self.config.executor(node), decision=decision,
-                decision_seq=approval["decision_seq"], timeout=self._timeout(approval.get("tool")),
+                decision_seq=seq, timeout=self._timeout(approval.get("tool")),
                 max_output=self.config.max_output, **context,
             )
         except Exception as exc:
@@ -213,7 +224,11 @@ class Conversation:
 
     # -- one call ----------------------------------------------------------------------
     def _perform(self, call: Call, events: list[Event]) -> CallResult:
-        node = self.config.nodes[self.node]
+        node = self.config.nodes.get(self.node)
+        if node is None:
+            message = f"node {self.node!r} is no longer configured; known nodes: {', '.join(sorted(self.config.nodes))}"
+            events.extend(self._emit(EventKind.ERROR, {"text": message}))
+            return CallResult(status="error", reason=message, node=self.node, tool=call.tool)
         try:
             argv, agent, tool = self._resolve(call, node)
         except ToolCallError as exc:
@@ -234,7 +249,9 @@ class Conversation:
                 node=node.context(), agent=agent, argv=argv, timeout=self._timeout(tool),
                 max_output=self.config.max_output, **context,
             )
-        except Exception as exc:  # the audit log already shows the execution as interrupted
+        except Exception as exc:
+            # A failure while running is already in the audit log as an interrupted execution; one
+            # before the decision (the node's executor could not be set up) ran nothing.
             message = f"node {node.name} could not run {argv[0]}: {exc}"
             events.extend(self._emit(EventKind.ERROR, {"text": message, "argv": argv}))
             return CallResult(status="error", reason=message, argv=argv, agent=agent, node=node.name, tool=tool)
@@ -268,7 +285,7 @@ class Conversation:
             return CallResult(status="denied", reason=decision.reason, argv=argv, agent=agent, node=node, tool=tool)
         approval = {
             "id": str(seq), "decision_seq": seq, "argv": argv, "agent": agent, "node": node, "tool": tool,
-            "reason": decision.reason, "held_by_squad": held, "status": "pending",
+            "reason": decision.reason, "held_by_squad": held, "status": "pending", "requested_by": self.actor,
         }
         self.approvals.append(approval)
         self._buffer.append((EventKind.APPROVAL_REQUESTED, approval, seq))

@@ -59,8 +59,32 @@ def test_approved_command_runs_once_and_is_audited(db: Database) -> None:
         resolved = [r for r in records if r.kind == RecordKind.APPROVAL_RESOLVED]
         assert [(r.actor, r.decision, r.ref_seq) for r in resolved] == [("bob", "approved", int(approval_id))]
         started = [r for r in records if r.kind == RecordKind.EXECUTION_STARTED]
-        assert len(started) == 1 and started[0].ref_seq == int(approval_id)
+        assert len(started) == 1
+        # The command was decided again at approval time; the execution points at that decision.
+        fresh = next(r for r in records if r.seq == started[0].ref_seq)
+        assert fresh.kind == RecordKind.DECISION and fresh.seq > int(approval_id)
+        assert (fresh.actor, started[0].actor) == ("bob", "bob")
         assert verify(session).ok
+
+
+def test_a_second_process_cannot_approve_the_same_request_again(db: Database) -> None:
+    conversation, executor = _conversation(db)
+    approval_id = _held(conversation)
+    # Another process (a web worker) loads the same conversation before the first approval lands.
+    stale = Conversation(config=conversation.config, squad=conversation.squad, conversation_id=conversation.id, actor="carol")
+    list(conversation.resolve_approval(approval_id, approver="bob", approved=True))
+    with pytest.raises(ApprovalError, match="already resolved"):
+        list(stale.resolve_approval(approval_id, approver="dave", approved=True))
+    assert executor.calls == [["/usr/bin/systemctl", "restart", "nginx"]]
+
+
+def test_the_requester_cannot_approve_from_another_session_either(db: Database) -> None:
+    conversation, executor = _conversation(db)
+    approval_id = _held(conversation)
+    other = Conversation(config=conversation.config, squad=conversation.squad, conversation_id=conversation.id, actor="bob")
+    with pytest.raises(ApprovalError, match="cannot approve"):
+        list(other.resolve_approval(approval_id, approver="alice", approved=True))
+    assert executor.calls == []
 
 
 def test_rejected_command_never_runs(db: Database) -> None:

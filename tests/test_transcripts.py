@@ -135,7 +135,7 @@ def test_command_output_cannot_break_out_of_its_code_block(db: Database) -> None
 def test_markdown_shows_approval_requests(db: Database) -> None:
     markdown, _, events = _export(db, _restart_conversation(db))
     requested = next(e for e in events if e.kind is EventKind.APPROVAL_REQUESTED)
-    line = f"Held for approval, request {requested.data['id']} (audit #{requested.audit_seq}): `systemctl restart nginx`"
+    line = f"Held for approval, request {requested.data['id']} (audit #{requested.audit_seq}):\n```console\nsystemctl restart nginx\n```"
     assert line in markdown
     assert "Policy: **needs_approval**" in markdown
     assert "<details>" not in markdown, "nothing ran, so there is no output to fold"

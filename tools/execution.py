@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audit import service as audit
 from permissions.engine import PolicyEngine
-from permissions.models import Decision, NodeContext
+from permissions.models import Decision, NodeContext, Verdict
 from storage.db import session_scope
 from tools.executors.base import ExecResult, Executor
 from transcripts.redact import redact
@@ -73,6 +73,8 @@ def run_decided(
     incident_id: str | None = None,
 ) -> CommandOutcome:
     """Run an allowed (or approved) decision with start and finish records."""
+    if decision.verdict is Verdict.DENY:
+        raise ValueError(f"refusing to run a denied command: {decision.reason}")
     exec_argv = decision.exec_argv()
     with session_scope(sessions) as session:
         started = audit.record_started(

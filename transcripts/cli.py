@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from audit.service import display_text
 
 from squads.context import load_context
 from transcripts import service
@@ -30,7 +33,8 @@ def list_command(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> N
         records = service.list_conversations(session, limit=limit)
     table = Table("id", "updated", "squad", "node", "turns", "title")
     for r in records:
-        table.add_row(r.id, r.updated_at[:19], r.squad, r.node, str(r.turns), r.title[:60])
+        # Titles are what users typed: plain Text, with control characters shown, never markup.
+        table.add_row(r.id, r.updated_at[:19], r.squad, r.node, str(r.turns), Text(display_text(r.title[:60])))
     Console().print(table)
 
 

@@ -7,6 +7,7 @@ conversation's facts so far, and never runs anything itself.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,15 @@ from typing import Any
 from brain.models import Analysis, Facts
 
 MODULES = ("k8s", "webserver", "database", "security", "common")
+MAX_LINE = 4096  # longer lines are cut for analysis (the full output stays in the transcript)
+
+
+def clip_lines(text: str) -> str:
+    """``text`` with every line cut to MAX_LINE characters, so no analyzer regex ever sees a
+    megabyte-long line from a hostile log."""
+    if len(text) <= MAX_LINE:
+        return text
+    return "\n".join(line if len(line) <= MAX_LINE else line[:MAX_LINE] + " …" for line in text.split("\n"))
 
 
 @dataclass(frozen=True)
@@ -68,4 +78,5 @@ def analyze(name: str | None, output: Output, facts: Facts) -> Analysis:
     fn = registry().get(name or "common.generic")
     if fn is None:
         raise KeyError(f"unknown analyzer {name!r}; known: {sorted(registry())}")
-    return fn(output, facts)
+    clipped = dataclasses.replace(output, stdout=clip_lines(output.stdout), stderr=clip_lines(output.stderr))
+    return fn(clipped, facts)

@@ -131,9 +131,18 @@ def blocking(output: Output, facts: Facts) -> Analysis:
         result = Analysis(summary="no session is waiting on a lock")
         result.add("no_blocking", Severity.OK, "No session is blocked by another one right now.")
         return result
+    unclear = [r for r in rows if r.get(pg.AMBIGUOUS)]
+    rows = [r for r in rows if not r.get(pg.AMBIGUOUS)]
     blocked = {r.get("blocked_pid") for r in rows}
     heads = [r for r in rows if r.get("blocking_pid") not in blocked]
-    result = Analysis(summary=f"{len(rows)} blocked sessions")
+    result = Analysis(summary=f"{len(rows) + len(unclear)} blocked sessions")
+    if unclear:
+        result.add(
+            "blocking_ambiguous", Severity.PROBLEM,
+            f"{len(unclear)} row(s) of the lock report cannot be read unambiguously: a query text contains the '|' "
+            "separator in a way that could shift the pid and user columns. I did not take a pid from them; check "
+            "pg_stat_activity by hand before terminating anything.",
+        )
     seen: set[str] = set()
     for r in heads or rows:
         pid = r.get("blocking_pid", "")

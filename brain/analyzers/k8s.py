@@ -17,15 +17,22 @@ NETWORK_ERRORS = re.compile(
     r"unable to connect|no such host|name or service not known|dial tcp|connect: ",
     re.IGNORECASE,
 )
+# Every name pattern starts at a word boundary of its own, so a long token is scanned once, not
+# once per character (which made a 256 KB log line take seconds).
 DNS_ERRORS = [
-    re.compile(r"lookup ([A-Za-z0-9][\w.-]*)(?: on \S+)?: no such host"),
-    re.compile(r'could not translate host name "([^"]+)"'),
-    re.compile(r"getaddrinfo (?:ENOTFOUND|EAI_AGAIN) ([A-Za-z0-9][\w.-]*)"),
-    re.compile(r"UnknownHostException: ([A-Za-z0-9][\w.-]*)"),
-    re.compile(r"([A-Za-z0-9][\w.-]*): (?:Name or service not known|Temporary failure in name resolution)"),
+    re.compile(r"lookup ([A-Za-z0-9][\w.-]{0,252})(?: on \S{1,64})?: no such host"),
+    re.compile(r'could not translate host name "([^"]{1,253})"'),
+    re.compile(r"getaddrinfo (?:ENOTFOUND|EAI_AGAIN) ([A-Za-z0-9][\w.-]{0,252})"),
+    re.compile(r"UnknownHostException: ([A-Za-z0-9][\w.-]{0,252})"),
+    re.compile(r"(?<![\w.-])([A-Za-z0-9][\w.-]{0,252}): (?:Name or service not known|Temporary failure in name resolution)"),
 ]
 APP_ERRORS = re.compile(r"\b(fatal|panic|error|exception|traceback|killed|out ?of ?memory|oom)\b", re.IGNORECASE)
 POD_LIST_LIMIT = 15
+
+
+def _said(name: str, message: str) -> bool:
+    """``name`` appears in the user's message as a whole word ("web" is not in "webshop")."""
+    return re.search(rf"(?<![\w.-]){re.escape(name.lower())}(?![\w-])", message) is not None
 
 
 def _unhealthy(row: k.PodRow) -> bool:
@@ -49,7 +56,7 @@ def pods(output: Output, facts: Facts) -> Analysis:
     bad = [r for r in rows if _unhealthy(r)]
     app = str(facts.get("app") or "")
     message = str(facts.get("message") or "")
-    named = [r for r in bad if r.name in message]
+    named = [r for r in bad if _said(r.name, message)]
     targets = named or [r for r in bad if app and r.name.startswith(app)] or bad
     shown = ", ".join(_pod_line(r) for r in rows[:POD_LIST_LIMIT])
     more = f" and {len(rows) - POD_LIST_LIMIT} more" if len(rows) > POD_LIST_LIMIT else ""
@@ -680,7 +687,7 @@ def deployments(output: Output, facts: Facts) -> Analysis:
         ready, _, want = r.get("READY", "0/0").partition("/")
         if not (ready.isdigit() and want.isdigit()):
             continue
-        if name and name in message:
+        if name and _said(name, message):
             result.facts["deployment"] = name
             result.add(
                 "deployment_replicas", Severity.INFO,

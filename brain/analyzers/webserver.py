@@ -13,12 +13,13 @@ from brain.parsers import logs as lp
 from brain.parsers import system as sp
 
 DIRECTIVE = re.compile(
-    r"^\s*(error_log|ssl_certificate|proxy_pass|fastcgi_pass|uwsgi_pass|proxy_read_timeout|proxy_connect_timeout"
+    r"^[ \t]*(error_log|ssl_certificate|proxy_pass|fastcgi_pass|uwsgi_pass|proxy_read_timeout|proxy_connect_timeout"
     r"|fastcgi_read_timeout)\s+([^;\s]+)",
     re.M,
 )
-UPSTREAM_BLOCK = re.compile(r"^\s*upstream\s+([\w.-]+)\s*\{(.*?)\}", re.M | re.S)
-UPSTREAM_SERVER = re.compile(r"^\s*server\s+([^;\s]+)", re.M)
+# [ \t] rather than \s at line starts: with re.M, \s* would run across blank lines from every one.
+UPSTREAM_BLOCK = re.compile(r"^[ \t]*upstream[ \t]+([\w.-]+)[ \t]*\{([^}]*)\}", re.M)
+UPSTREAM_SERVER = re.compile(r"^[ \t]*server[ \t]+([^;\s]+)", re.M)
 SOON_DAYS = 30
 
 

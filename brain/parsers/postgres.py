@@ -15,6 +15,9 @@ __all__ = ["Cluster", "format_duration", "parse_interval", "parse_lsclusters", "
 _FOOTER = re.compile(r"^\([0-9]+ rows?\)$")
 
 
+AMBIGUOUS = "?ambiguous"  # set on a row whose fields could be read in more than one way
+
+
 def parse_unaligned(
     text: str,
     sep: str = "|",
@@ -26,9 +29,10 @@ def parse_unaligned(
 
     psql does not escape a separator inside a value, so a row with too many
     fields is ambiguous. The extra fields go to the ``free_text`` columns (query
-    texts), in the first arrangement where every column in ``checks`` passes its
-    check (pids are numbers, durations are intervals); without ``free_text`` they
-    stay in the last column. A line with too few separators continues the
+    texts), in the arrangement where every column in ``checks`` passes its check
+    (pids are numbers, durations are intervals); without ``free_text`` they stay
+    in the last column. A row that more than one arrangement fits (or none) gets
+    ``AMBIGUOUS``: callers must not act on its values. A line with too few separators continues the
     previous row's last column, because psql prints embedded newlines as they are.
     """
     lines = [line for line in text.splitlines() if line.strip() and not _FOOTER.match(line.strip())]
@@ -56,17 +60,23 @@ def _arrange(
     flexible = [columns.index(c) for c in free_text if c in columns] or [len(columns) - 1]
     if extra > 12:  # hostile output: do not search, keep the overflow in the last free-text column
         flexible = flexible[-1:]
+    fits: list[dict[str, str]] = []
+    row: dict[str, str] = {}
     for widths in _spreads(extra, len(flexible)):
         grow = dict(zip(flexible, widths, strict=True))
-        row: dict[str, str] = {}
+        row = {}
         pos = 0
         for index, name in enumerate(columns):
             take = 1 + grow.get(index, 0)
             row[name] = sep.join(fields[pos : pos + take]).strip()
             pos += take
-        if all(check(row.get(name, "")) for name, check in checks.items()):
-            return row
-    return row
+        if all(check(row.get(name, "")) for name, check in checks.items()) and row not in fits:
+            fits.append(row)
+    if len(fits) > 1:
+        # A query text can be written to look like the other columns ("/*|777|postgres|idle ...*/");
+        # when more than one reading fits, say so rather than pick one.
+        return {**fits[0], AMBIGUOUS: "yes"}
+    return fits[0] if fits else {**row, AMBIGUOUS: "yes"} if extra else row
 
 
 def _spreads(total: int, slots: int) -> Iterator[tuple[int, ...]]:
