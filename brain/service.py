@@ -8,31 +8,23 @@ results.
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from brain.actions import Call, CallResult, Say, Turn
 from brain.analyzers import Output, analyze
-from brain.extract import SLOT_TYPES, STOPWORDS, SUBJECT_SLOTS, Extraction, extract
+from brain.explicit import explicit_command
+from brain.extract import SUBJECT_SLOTS, Extraction, extract
 from brain.intents import best_match, is_affirmative, is_negative, trigger_matches, words
 from brain.parsers.logs import find_host_ports
 from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
-from permissions.programs import known_programs, load_programs
+from brain.steps import PLACEHOLDER, fill, fill_text, forget_evidence, holds, merge_facts, next_step
 from prompts.service import render
 from squads.models import SquadSpec
 from transcripts.redact import redact
 
-EXPLICIT = re.compile(r"^\s*(?:please\s+)?(?:run|execute|exec)\s*:?\s+(?P<cmd>.+?)\s*$", re.IGNORECASE | re.DOTALL)
-# "now run kubectl ...", "can you run `df -h`": a command named mid-sentence, taken only when
-# its first word is a program the policy knows (so "run the diagnostics" stays prose).
-EXPLICIT_INNER = re.compile(r"\b(?:run|execute)\s*:?\s+(?P<cmd>[a-z0-9_./-]+(?:\s.*)?)$", re.IGNORECASE | re.DOTALL)
-BACKTICKS = re.compile(r"`(?P<cmd>[^`]+)`")
 MAX_MESSAGE = 8000
-# {name}, or {a|b} for "a, else b" (e.g. a pid the user named, else the blocker found earlier).
-PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_|]*)\}")
 
 
 @dataclass
@@ -68,107 +60,14 @@ class Checked:
         return [a if len(a) <= 90 else a[:60].rstrip() + " …" for a in self.argv]
 
 
-def explicit_command(text: str, programs: set[str]) -> list[str] | None:
-    """The argv of a command the user names, or None for prose.
-
-    A command is ``run ...``/``execute ...`` (also mid-sentence: "now run
-    kubectl ..."), text in backticks, or a message that starts with one of the
-    squad's (or any known) programs followed by a flag or one of its
-    subcommands ("df -h", "kubectl get pods"), so "nginx on web-2 will not start" and "last night
-    ..." stay prose. After ``run`` the first word must be a known program, a
-    path, or be followed by a flag ("run rm -rf /" is a command, and is
-    refused by the policy); "run the diagnostics" is prose. ``shlex`` only
-    splits words here: nothing is ever handed to a shell.
-    """
-    prefixed = EXPLICIT.match(text)
-    quoted = None if prefixed else BACKTICKS.search(text)
-    named = prefixed or quoted or EXPLICIT_INNER.search(text)
-    candidate = named.group("cmd") if named else text.strip()
-    try:
-        argv = shlex.split(candidate)
-    except ValueError:
-        # One argument that no program is called as: the policy refuses it with a reason.
-        return [candidate] if prefixed or quoted else None
-    if not argv:
-        return None
-    program = os.path.basename(argv[0])
-    known = argv[0] in programs or program in known_programs()
-    if named:
-        # "run X ..." at the start of a message is a command unless X is an ordinary word of prose
-        # ("run the diagnostics"); the policy then says what is wrong with it. In backticks or
-        # mid-sentence (a pasted error message, "now run ..."), only a known program or a path counts.
-        if known or (prefixed and (argv[0].startswith("/") or not _prose_word(argv[0]))):
-            return argv
-        return None
-    if known and len(argv) > 1 and (argv[1].startswith("-") or _is_subcommand(program, argv[1])):
-        return argv
-    return None
-
-
-def _prose_word(word: str) -> bool:
-    lowered = word.lower()
-    return lowered in STOPWORDS or lowered in PROSE or not re.fullmatch(r"[a-z0-9_./-]+", lowered)
-
-
 FOLLOW_UP = frozenset({"too", "also", "again", "same", "likewise", "either"})
-PROSE = frozenset("diagnostics diagnostic checks check tests test it them this that a some again now".split())
 
 
-def _is_subcommand(program: str, word: str) -> bool:
-    spec = load_programs().get(program)
-    return spec is not None and word in spec.root.subcommands
-
-
-def holds(conditions: list[str], facts: Facts) -> bool:
-    """Whether every condition (``name``, ``!name``, ``name=value``) holds."""
-    for cond in conditions:
-        if cond.startswith("!"):
-            if facts.get(cond[1:]):
-                return False
-        elif "=" in cond:
-            name, _, value = cond.partition("=")
-            if str(facts.get(name, "")) != value:
-                return False
-        elif not facts.get(cond):
-            return False
-    return True
-
-
-def fill(template: dict[str, str | int | bool], facts: Facts, item: Any = None) -> dict[str, Any] | None:
-    """Step parameters with ``{fact}`` and ``{item}`` filled in; None when a fact is missing."""
-    values = {**facts, "item": item}
-
-    def lookup(name: str) -> Any:
-        return next((values[n] for n in name.split("|") if not _empty(values.get(n))), None)
-
-    out: dict[str, Any] = {}
-    for key, raw in template.items():
-        if not isinstance(raw, str):
-            out[key] = raw
-            continue
-        names = PLACEHOLDER.findall(raw)
-        if any(lookup(n) is None for n in names):
-            return None
-        if len(names) == 1 and raw == "{" + names[0] + "}":
-            out[key] = lookup(names[0])
-        else:
-            out[key] = PLACEHOLDER.sub(lambda m: str(lookup(m.group(1))), raw)
-    return out
-
-
-# Facts that come from the user (slots) or describe the conversation; everything else is evidence.
-KEPT_FACTS = frozenset({*SLOT_TYPES, "message", "user_slots"})
 IMPERATIVE_LEAD = frozenset(
     """please pls kindly can could would will you go ahead and now ok okay then just so lets let's hey i we
     want need to should must cool yes yeah alright fine right sure""".split()
 )
 NEGATIONS = ("don't", "dont", "do not", "never", "no need", "without", "not yet", "shouldn't", "should not")
-
-
-def forget_evidence(state: State) -> None:
-    """Drop what earlier diagnoses learned (pids, pods, ports...), keeping what the user said."""
-    for key in [k for k in state.facts if k not in KEPT_FACTS]:
-        del state.facts[key]
 
 
 def imperative(action: Action, text: str) -> bool:
@@ -192,31 +91,6 @@ def _first_group_hits(trigger: str, word: str) -> bool:
     return trigger_matches(trigger.split()[0], [word])
 
 
-def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str | list | dict) and not value)
-
-
-def fill_text(text: str, facts: Facts) -> str:
-    """``text`` with ``{fact}`` placeholders filled (unknown ones left as they are)."""
-    filled = fill({"text": text}, facts)
-    return str(filled["text"]) if filled else text
-
-
-def merge_facts(facts: Facts, new: Facts) -> None:
-    """Scalars replace; lists accumulate without duplicates (evidence from several steps); mappings merge."""
-    for key, value in new.items():
-        if isinstance(value, dict):
-            current = facts.get(key)
-            facts[key] = {**(current if isinstance(current, dict) else {}), **value}
-        elif isinstance(value, list):
-            current = facts.get(key)
-            merged = list(current) if isinstance(current, list) else []
-            merged.extend(v for v in value if v not in merged)
-            facts[key] = merged
-        else:
-            facts[key] = value
-
-
 class RunbookBrain:
     """The offline planner for one squad."""
 
@@ -238,7 +112,7 @@ class RunbookBrain:
         offer, pending = state.offer, state.pending
         state.offer = state.pending = None
         if state.facts.pop("node_changed", False):
-            forget_evidence(state)
+            forget_evidence(state.facts)
             offer = None
             node_changed = True
         else:
@@ -375,7 +249,7 @@ class RunbookBrain:
     def _diagnose(self, runbook: Runbook, steps: list[Step], state: State, *, with_offers: bool) -> Turn:
         facts = state.facts
         if with_offers:
-            forget_evidence(state)  # a new diagnosis starts from what the user said, not from old evidence
+            forget_evidence(state.facts)  # a new diagnosis starts from what the user said, not from old evidence
         for target, slot in runbook.seed.items():
             if facts.get(slot):
                 merge_facts(facts, {target: [facts[slot]]})
@@ -388,7 +262,7 @@ class RunbookBrain:
         checked: list[Checked] = []
         done: set[str] = set()
         for _ in range(runbook.max_steps):
-            chosen = _next_step(steps, facts, done)
+            chosen = next_step(steps, facts, done)
             if chosen is None:
                 break
             step, params, key, item = chosen
@@ -473,25 +347,6 @@ def _slots_of(target: Runbook | Action) -> list[str]:
     else:
         templates = [v for s in target.steps for v in s.with_.values()] + ["{" + v + "}" for v in target.seed.values()]
     return [n for v in templates if isinstance(v, str) for group in PLACEHOLDER.findall(v) for n in group.split("|")]
-
-
-def _next_step(steps: list[Step], facts: Facts, done: set[str]) -> tuple[Step, dict[str, Any], str, Any] | None:
-    for step in steps:
-        if not holds(step.when, facts):
-            continue
-        items: list[Any] = [None]
-        if step.foreach:
-            value = facts.get(step.foreach)
-            items = (value if isinstance(value, list) else [value] if value else [])[: step.limit]
-        for item in items:
-            params = fill(step.with_, facts, item)
-            if params is None:
-                continue
-            key = f"{step.tool}:{sorted(params.items())!r}"
-            if key in done:
-                continue
-            return step, params, key, item
-    return None
 
 
 def _not_run(result: CallResult) -> str:

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from evals.models import Mention, Scenario, ScenarioExpect, TurnExpect
 from nodes.models import NodeConfig
 from permissions.service import build_engine
@@ -126,6 +128,21 @@ def _record(record: TurnRecord, event: Event, pending: dict[str, Any]) -> None:
         record.replies.append(event.text)
 
 
+def scenario_config(
+    scenario: Scenario, *, squads: dict[str, SquadSpec], sessions: sessionmaker[Session]
+) -> tuple[RuntimeConfig, dict[str, FixtureExecutor]]:
+    """A runtime whose nodes are the scenario's simulated ones, under the squads' shipped default
+    grants (with the scenario's node labels); also the executors, to see what they were asked."""
+    executors = {name: FixtureExecutor(node.fixtures) for name, node in scenario.nodes.items()}
+    config = RuntimeConfig(
+        sessions=sessions,
+        engine=build_engine(defaults=default_grants(squads.values()), site=()),
+        nodes={name: NodeConfig(name=name, labels=node.labels) for name, node in scenario.nodes.items()},
+        executor_for=lambda node: executors[node.name],
+    )
+    return config, executors
+
+
 def run_scenario(scenario: Scenario, *, path: Path, squads: dict[str, SquadSpec], db: Database) -> ScenarioReport:
     """Play the scenario's conversation and check every expectation."""
     report = ScenarioReport(name=scenario.name, path=str(path))
@@ -134,13 +151,7 @@ def run_scenario(scenario: Scenario, *, path: Path, squads: dict[str, SquadSpec]
     if squad is None:
         report.reasons.append(f"unknown squad {scenario.squad!r}; known: {', '.join(sorted(squads))}")
         return report
-    executors = {name: FixtureExecutor(node.fixtures) for name, node in scenario.nodes.items()}
-    config = RuntimeConfig(
-        sessions=db.sessions,
-        engine=build_engine(defaults=default_grants(squads.values()), site=()),
-        nodes={name: NodeConfig(name=name, labels=node.labels) for name, node in scenario.nodes.items()},
-        executor_for=lambda node: executors[node.name],
-    )
+    config, executors = scenario_config(scenario, squads=squads, sessions=db.sessions)
     conversation = Conversation.start(config=config, squad=squad, node=scenario.first_node, actor="squads-eval")
     for index, turn in enumerate(scenario.conversation, start=1):
         record = TurnRecord(user=turn.user)

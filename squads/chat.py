@@ -16,14 +16,12 @@ from rich.text import Text
 from audit.service import display_text
 
 from evals.models import ScenarioError, load_scenario
-from nodes.models import NodeConfig
+from evals.runner import scenario_config
 from permissions.models import Verdict
-from permissions.service import build_engine
 from squads.context import load_context
 from squads.models import SquadSpec
 from squads.runtime import Conversation, RuntimeConfig
-from squads.service import default_grants, load_squads
-from tools.executors.fixture import FixtureExecutor
+from squads.service import load_squads
 from transcripts.models import Event, EventKind
 
 FOLD_LINES = 8
@@ -74,13 +72,7 @@ def _scenario_config(path: Path, squads: dict[str, SquadSpec]) -> tuple[RuntimeC
     like the demo's lab nodes: the node names say they are simulated, and the
     conversation can be resumed and exported like any other."""
     scenario = load_scenario(path)
-    executors = {name: FixtureExecutor(node.fixtures) for name, node in scenario.nodes.items()}
-    config = RuntimeConfig(
-        sessions=load_context().db.sessions,
-        engine=build_engine(defaults=default_grants(squads.values()), site=()),
-        nodes={name: NodeConfig(name=name, labels=node.labels) for name, node in scenario.nodes.items()},
-        executor_for=lambda node: executors[node.name],
-    )
+    config, _ = scenario_config(scenario, squads=squads, sessions=load_context().db.sessions)
     return config, scenario.squad, scenario.first_node
 
 

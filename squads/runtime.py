@@ -21,14 +21,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audit import service as audit
 from brain.actions import Call, CallResult, Say, Turn
-from brain.service import RunbookBrain, State, explicit_command
+from brain.explicit import explicit_command
+from brain.service import RunbookBrain, State
 from nodes.models import NodeConfig
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
 from storage.db import session_scope
 from tools.execution import execute, run_decided
-from tools.executors.base import Executor
+from tools.executors.base import ExecResult, Executor
 from tools.models import Effect
 from tools.service import ToolCallError, render, rule_text
 from transcripts import service as transcripts
@@ -173,11 +174,7 @@ class Conversation:
         res = outcome.result
         assert res is not None
         self._buffer.append((EventKind.TOOL_CALL, {**{k: approval[k] for k in ("tool", "argv", "agent", "node")}, "why": "approved"}, None))
-        self._buffer.append(
-            (EventKind.TOOL_OUTPUT, {"exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr,
-                                     "duration_ms": res.duration_ms, "truncated": res.truncated,
-                                     "timed_out": res.timed_out}, outcome.finished_seq)
-        )
+        self._buffer.append((EventKind.TOOL_OUTPUT, _output_data(res), outcome.finished_seq))
         status = "succeeded" if res.exit_code == 0 else f"failed with exit code {res.exit_code}"
         text = f"Approved and run: `{' '.join(approval['argv'])}` on {node.name} {status}."
         yield from self._emit(EventKind.ASSISTANT_MESSAGE, {"text": text})
@@ -259,16 +256,7 @@ class Conversation:
             return self._after_decision(outcome.decision, outcome.decision_seq, tool, events, held=False)
         self._buffer.append((EventKind.DECISION, outcome.decision.as_dict(), outcome.decision_seq))
         res = outcome.result
-        self._buffer.append(
-            (
-                EventKind.TOOL_OUTPUT,
-                {
-                    "exit_code": res.exit_code, "stdout": res.stdout, "stderr": res.stderr,
-                    "duration_ms": res.duration_ms, "truncated": res.truncated, "timed_out": res.timed_out,
-                },
-                outcome.finished_seq,
-            )
-        )
+        self._buffer.append((EventKind.TOOL_OUTPUT, _output_data(res), outcome.finished_seq))
         events.extend(self._flush())
         return CallResult(
             status="ran", argv=argv, agent=agent, node=node.name, tool=tool, exit_code=res.exit_code,
@@ -326,3 +314,11 @@ class Conversation:
             None,
         )
         return argv, agent, tool
+
+
+def _output_data(result: ExecResult) -> dict[str, Any]:
+    """A tool_output event's data (already redacted by the execution path)."""
+    return {
+        "exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr,
+        "duration_ms": result.duration_ms, "truncated": result.truncated, "timed_out": result.timed_out,
+    }

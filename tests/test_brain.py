@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from brain.actions import Call, CallResult, Say
 from brain.extract import SLOT_TYPES, extract, validate_slot
 from brain.intents import best_match, is_affirmative, is_negative, score, trigger_matches, words
-from brain.service import RunbookBrain, State, explicit_command, fill, fill_text, holds, merge_facts
+from brain.explicit import explicit_command
+from brain.service import RunbookBrain, State
+from brain.steps import fill, fill_text, holds, merge_facts
 from evals.models import find_scenarios, load_scenario
 from permissions.validators import ValueRejected, from_spec
 from squads.models import SquadSpec

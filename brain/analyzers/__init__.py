@@ -15,7 +15,7 @@ from typing import Any
 
 from brain.models import Analysis, Facts
 
-MODULES = ("k8s", "webserver", "database", "security", "common")
+MODULES = ("k8s", "k8s_cluster", "webserver", "database", "security", "common")
 MAX_LINE = 4096  # longer lines are cut for analysis (the full output stays in the transcript)
 
 
