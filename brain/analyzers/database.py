@@ -273,10 +273,9 @@ def clusters(output: Output, facts: Facts) -> Analysis:
                 "clusters_share_port", Severity.PROBLEM,
                 f"Clusters {', '.join(names)} are all configured for port {port}: only one can listen there at a time.",
             )
-    down_ports = [c.port for c in found if not c.status.startswith("online")]
-    if down_ports:
-        result.facts["pg_port"] = down_ports[0]
     down = [c for c in found if not c.status.startswith("online")]
+    if down:
+        result.facts["pg_port"] = down[0].port
     for c in down:
         result.facts["server_down"] = True
         result.add(
