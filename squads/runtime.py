@@ -211,7 +211,10 @@ class Conversation:
                         audit_seq=seq, seq=position,
                     )
                 )
-            if self._buffer and self._buffer[-1][0] is EventKind.TURN_COMPLETE:  # state is saved once per turn
+            # State is saved at the end of a turn, and as soon as a command is held for approval,
+            # so a front end that stops reading mid-turn cannot lose a pending approval.
+            kinds = {kind for kind, _, _ in self._buffer}
+            if kinds & {EventKind.TURN_COMPLETE, EventKind.APPROVAL_REQUESTED}:
                 transcripts.save_state(
                     session, self.id, {**self.state.dump(), "node": self.node, "approvals": self.approvals},
                     turns=self.turns, title=self._title,
