@@ -32,10 +32,10 @@ from evals.models import find_scenarios, load_scenario
 from evals.runner import run_scenario
 from squads.service import load_squads
 from storage.service import open_database
+from tests.paths import PUBLIC_SCENARIOS
 from tools.executors.fixture import FixtureExecutor
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PATHS = [ROOT.parent / "shared" / "scenarios" / "public"]
+DEFAULT_PATHS = [PUBLIC_SCENARIOS]
 TARGET_TOTAL_S = 5.0
 TARGET_STEP_MS = 5.0
 

@@ -23,9 +23,10 @@ from squads.service import load_squads
 from tools.executors.fixture import Fixture, FixtureExecutor
 from tools.models import Effect
 from tools.service import ToolCallError, render
+from tests.paths import PUBLIC_SCENARIOS
 
 REPO = Path(__file__).resolve().parents[1]
-SCENARIO_DIRS = [REPO.parent / "shared" / "scenarios" / "public", REPO / "tests" / "scenarios"]
+SCENARIO_DIRS = [PUBLIC_SCENARIOS, REPO / "tests" / "scenarios"]
 SQUADS = load_squads()
 K8S_NAME = from_spec("k8s_name").describe
 

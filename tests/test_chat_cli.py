@@ -16,9 +16,10 @@ from squads.service import load_squads
 from storage.service import open_database
 from transcripts import service as transcripts
 from transcripts.models import EventKind
+from tests.paths import PUBLIC_SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ROOT.parent / "shared" / "scenarios" / "public"
+PUBLIC = PUBLIC_SCENARIOS
 CRASHLOOP = PUBLIC / "k8s-crashloop-db-pending.yaml"
 RESTART = PUBLIC / "webserver-restart-needs-approval.yaml"
 ASK = "My application pod is in a CrashLoopBackOff state. Can you check the logs?"

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from evals.models import find_scenarios, load_scenario
 from squads.cli import app
+from tests.paths import PUBLIC_SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ROOT.parent / "shared" / "scenarios" / "public"
+PUBLIC = PUBLIC_SCENARIOS
 CORPUS = ROOT / "tests" / "scenarios"
 runner = CliRunner()
 

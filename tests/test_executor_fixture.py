@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tools.executors.base import TRUNCATION_MARKER, output_digest
 from tools.executors.fixture import CommandPattern, Fixture, FixtureExecutor, argv_tokens
+from tests.paths import PUBLIC_SCENARIOS
 
-SCENARIOS = Path("/work/shared/scenarios/public")
+SCENARIOS = PUBLIC_SCENARIOS
 
 PSQL = ["/usr/bin/psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-c"]
 SQL = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
@@ -28,8 +27,9 @@ from brain.parsers.kubectl import (
     parse_table,
     parse_top,
 )
+from tests.paths import PUBLIC_SCENARIOS
 
-PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "scenarios" / "public"
+PUBLIC = PUBLIC_SCENARIOS
 
 GET_PODS = """\
 NAME                              READY   STATUS             RESTARTS       AGE
@@ -694,7 +694,6 @@ def _fixtures(command_prefix: str) -> list[str]:
     return outputs
 
 
-@pytest.mark.skipif(not PUBLIC.is_dir(), reason="shared/scenarios is not beside this checkout")
 def test_public_scenario_outputs_parse() -> None:
     pods = [p for out in _fixtures("kubectl get pods") for p in parse_pods(out)]
     assert pods and all(p.name and p.total >= 1 and p.status for p in pods)

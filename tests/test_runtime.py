@@ -21,9 +21,10 @@ from tools.executors.fixture import Fixture, FixtureExecutor
 from transcripts import service as transcripts
 from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
 from transcripts.redact import redact
+from tests.paths import PUBLIC_SCENARIOS
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLIC = REPO.parent / "shared" / "scenarios" / "public"
+PUBLIC = PUBLIC_SCENARIOS
 SQUADS = load_squads()
 CRASHLOOP = load_scenario(PUBLIC / "k8s-crashloop-db-pending.yaml")
 NODE = CRASHLOOP.first_node

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from evals.models import ScenarioError, find_scenarios, load_scenario
+from tests.paths import PUBLIC_SCENARIOS
 
-PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "scenarios" / "public"
+PUBLIC = PUBLIC_SCENARIOS
 
 
 def test_every_public_scenario_loads() -> None:
