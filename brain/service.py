@@ -122,14 +122,15 @@ class RunbookBrain:
             yield from self._explicit(argv, state)
             return
         found = extract(text)
-        if offer and is_affirmative(text):
+        action, action_score = best_match([a for a in self.squad.actions if imperative(a, text)], text)
+        # "ok, kill the blocker" is a request to act, not a yes to the offer made before it.
+        if offer and action is None and is_affirmative(text):
             self._learn(found, state)
             yield from self._run_offer(offer, state)
             return
-        if offer and is_negative(text):
+        if offer and action is None and is_negative(text):
             yield Say("OK, I will leave it there. Tell me what else to look at.")
             return
-        action, action_score = best_match([a for a in self.squad.actions if imperative(a, text)], text)
         runbook, runbook_score = best_match(self.squad.runbooks, text)
         answers = pending is not None and self._answers(pending, found)
         if action is not None and action_score >= runbook_score:
