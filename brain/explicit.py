@@ -39,8 +39,10 @@ def explicit_command(text: str, programs: set[str]) -> list[str] | None:
     try:
         argv = shlex.split(candidate)
     except ValueError:
-        # One argument that no program is called as: the policy refuses it with a reason.
-        return [candidate] if prefixed or quoted else None
+        # Unbalanced quotes. "run a setuid audit on bob's box" is prose; "run kubectl logs "x" is a
+        # command attempt, kept as one argument that no program is called as, so the policy refuses it.
+        first = candidate.split()[0] if candidate.split() else ""
+        return [candidate] if (prefixed or quoted) and os.path.basename(first) in known_programs() else None
     if not argv:
         return None
     program = os.path.basename(argv[0])

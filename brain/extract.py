@@ -142,3 +142,14 @@ def extract(text: str, slots: Iterable[str] = SLOT_TYPES) -> Extraction:
 def validate_slot(slot: str, value: str) -> str:
     """Check one value against its slot's validator (raises ``ValueRejected``)."""
     return from_spec(SLOT_TYPES.get(slot, "any")).validate(value, what=slot)
+
+
+def all_paths(text: str) -> list[str]:
+    """Every absolute path in ``text`` that passes the path validator, in order, once each."""
+    validator = from_spec(SLOT_TYPES["path"])
+    found: list[str] = []
+    for match in PATTERNS["path"][0].finditer(text):
+        value = match.group(1).rstrip(".,:!?'\"")
+        if validator.check(value) and value not in found:
+            found.append(value)
+    return found

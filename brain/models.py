@@ -110,6 +110,7 @@ class Runbook(BaseModel):
     needs: dict[str, str] = Field(default_factory=dict, description="slot -> the question to ask when it is missing")
     defaults: dict[str, str | int] = Field(default_factory=dict)
     seed: dict[str, str] = Field(default_factory=dict, description="list fact <- slot, when the slot is known")
+    seed_paths: str | None = Field(default=None, description="every valid absolute path in the message seeds this list")
     seed_targets: str | None = Field(
         default=None, description="host:port pairs in the message seed <prefix>_hosts and <prefix>_ports"
     )

@@ -15,7 +15,7 @@ from typing import Any
 from brain.actions import Call, CallResult, Say, Turn
 from brain.analyzers import Output, analyze
 from brain.explicit import explicit_command
-from brain.extract import SUBJECT_SLOTS, Extraction, extract
+from brain.extract import SUBJECT_SLOTS, Extraction, all_paths, extract
 from brain.intents import best_match, is_affirmative, is_negative, trigger_matches, words
 from brain.parsers.logs import find_host_ports
 from brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
@@ -61,6 +61,7 @@ class Checked:
 
 
 FOLLOW_UP = frozenset({"too", "also", "again", "same", "likewise", "either"})
+QUESTION_WORDS = frozenset("what why how which who where when is are does do did can could has have was were should".split())
 
 
 IMPERATIVE_LEAD = frozenset(
@@ -162,8 +163,11 @@ class RunbookBrain:
 
     # -- helpers ---------------------------------------------------------------------
     def _follow_up(self, text: str) -> bool:
-        """ "Same for staging", "what about the other one": the previous diagnosis again, elsewhere."""
-        return bool(set(words(text)) & FOLLOW_UP) or "what about" in text.lower()
+        """ "Same for staging", "what about the other one", or any question with no symptom of its own
+        ("what do I need to change?"): the previous diagnosis again, whose reply answers it."""
+        said = words(text)
+        question = text.rstrip().endswith("?") or (bool(said) and said[0] in QUESTION_WORDS)
+        return bool(set(said) & FOLLOW_UP) or "what about" in text.lower() or question
 
     def _answers(self, pending: dict[str, Any], found: Extraction) -> bool:
         missing = pending.get("missing", [])
@@ -179,6 +183,7 @@ class RunbookBrain:
         # Analyzers may narrow to names the user wrote. Redacted before lower-casing: the secret
         # patterns are case-sensitive (AKIA..., -----BEGIN ...), and state is stored.
         state.facts["message"] = redact(found.text)[0].lower()
+        state.facts["raw_message"] = redact(found.text)[0]  # case kept: paths, names
         # Analyzers may revise a guessed default (nginx -> apache2) but never what the user said.
         state.facts["user_slots"] = {**state.facts.get("user_slots", {}), **dict.fromkeys(found.values, True)}
 
@@ -254,6 +259,10 @@ class RunbookBrain:
         for target, slot in runbook.seed.items():
             if facts.get(slot):
                 merge_facts(facts, {target: [facts[slot]]})
+        if runbook.seed_paths:
+            paths = [p for p in all_paths(str(facts.get("raw_message", "")))]
+            if paths:
+                merge_facts(facts, {runbook.seed_paths: paths})
         if runbook.seed_targets:
             pairs = find_host_ports(str(facts.get("message", "")))
             if pairs:

@@ -9,9 +9,10 @@ from brain.extract import SLOT_TYPES
 from brain.models import Facts, Step
 
 # {name}, or {a|b} for "a, else b" (e.g. a pid the user named, else the blocker found earlier).
-PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_|]*)\}")
+# {item.namespace} reads a field of a list item that is a mapping (a pod with its namespace).
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.|]*)\}")
 # Facts that come from the user (slots) or describe the conversation; everything else is evidence.
-KEPT_FACTS = frozenset({*SLOT_TYPES, "message", "user_slots"})
+KEPT_FACTS = frozenset({*SLOT_TYPES, "message", "raw_message", "user_slots"})
 
 
 def holds(conditions: list[str], facts: Facts) -> bool:
@@ -37,8 +38,13 @@ def fill(template: dict[str, str | int | bool], facts: Facts, item: Any = None) 
     """Step parameters with ``{fact}`` and ``{item}`` filled in; None when a fact is missing."""
     values = {**facts, "item": item}
 
+    def get(name: str) -> Any:
+        head, _, field = name.partition(".")
+        value = values.get(head)
+        return value.get(field) if field and isinstance(value, dict) else None if field else value
+
     def lookup(name: str) -> Any:
-        return next((values[n] for n in name.split("|") if not _empty(values.get(n))), None)
+        return next((get(n) for n in name.split("|") if not _empty(get(n))), None)
 
     out: dict[str, Any] = {}
     for key, raw in template.items():

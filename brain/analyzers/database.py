@@ -396,4 +396,8 @@ def disk(output: Output, facts: Facts) -> Analysis:
             )
         elif f.use_percent >= 85:
             result.add("disk_filling", Severity.PROBLEM, f"{f.mount} is {f.use_percent}% full ({f.available} left).")
+        if f.use_percent >= 85:
+            result.facts.setdefault("disk_filling_mounts", []).append(f.mount)
+        elif "postgres" in f.mount or f.mount in ("/", "/var", "/var/lib"):
+            result.add("disk_ok", Severity.OK, f"{f.mount} is {f.use_percent}% full: {f.used} used of {f.size}, {f.available} left.")
     return result

@@ -85,6 +85,7 @@ def all_pods(output: Output, facts: Facts) -> Analysis:
     result = Analysis(summary=f"{len(rows)} pods in all namespaces: {counts}")
     evicted = [r for r in rows if r.status == "Evicted"]
     if evicted:
+        result.facts["evicted_pod_refs"] = [{"pod": r.name, "namespace": r.namespace} for r in evicted if r.namespace]
         spaces = sorted({r.namespace for r in evicted if r.namespace})
         result.add(
             "pods_evicted", Severity.PROBLEM,
@@ -159,6 +160,17 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
     hosts = [f"{h}:{p}" for c in info.containers for v in c.env.values() for h, p in find_host_ports(v)]
     if hosts:
         result.facts["env_dependencies"] = hosts
+    top = k.parse_describe(output.stdout)
+    reason, message = (top[0].value("Reason"), top[0].value("Message")) if top else ("", "")
+    if reason == "Evicted":
+        resource = re.search(r"low on resource: ([\w.-]+)", message)
+        result.add(
+            "pod_evicted", Severity.CAUSE,
+            f"{name} was Evicted from node {info.node or '?'}: {message}"
+            + (f" The node ran out of {resource.group(1)}." if resource else ""),
+            pod=name, resource=resource.group(1) if resource else "",
+        )
+        return result
     schedule = _scheduling(info)
     if info.status == "Pending" and schedule:
         _pending(result, name, info, schedule)

@@ -228,11 +228,14 @@ def describe_nodes(output: Output, facts: Facts) -> Analysis:
     for n in nodes:
         pressure = [c for c, status in n.conditions.items() if c.endswith("Pressure") and status == "True"]
         if pressure:
+            kind = {"DiskPressure": "disk (ephemeral storage: container logs, emptyDir, images)",
+                    "MemoryPressure": "memory", "PIDPressure": "process ids"}
+            short = " and ".join(kind.get(p, p) for p in pressure)
             result.add(
                 "node_pressure", Severity.CAUSE,
-                f"Node {n.name} reports {', '.join(pressure)}: the kubelet evicts pods to recover "
-                f"(requests: CPU {n.allocated_percent.get('cpu', '?')}%, memory {n.allocated_percent.get('memory', '?')}%).",
-                node=n.name,
+                f"Node {n.name} reports {', '.join(pressure)}: it is short of {short}, and the kubelet evicts pods to "
+                f"recover (requests: CPU {n.allocated_percent.get('cpu', '?')}%, memory {n.allocated_percent.get('memory', '?')}%).",
+                node=n.name, pressure=short,
             )
         if n.conditions.get("Ready") not in (None, "True"):
             result.add("node_not_ready", Severity.CAUSE, f"Node {n.name} is NotReady ({n.conditions.get('Ready')}).")

@@ -74,6 +74,8 @@ def ssh_log(output: Output, facts: Facts) -> Analysis:
             + (f" {', '.join(attackers)} is a brute-force source (password guessing)." if attackers else ""),
         )
     result.facts["attackers"] = attackers
+    if accepted:
+        result.facts["accepted_logins"] = sorted({e.user for e in accepted})
     breached = [e for e in accepted if e.source in sources]
     for e in breached:
         result.add(
@@ -182,6 +184,14 @@ def accounts(output: Output, facts: Facts) -> Analysis:
         )
     if not root_like:
         result.add("uid0_ok", Severity.OK, "Only root has UID 0.")
+    message = str(facts.get("message", ""))
+    for a in users:
+        if re.search(rf"(?<![\w.-]){re.escape(a.name.lower())}(?![\w-])", message):
+            result.add(
+                "account_named", Severity.INFO,
+                f"{a.name}: uid {a.uid}, gid {a.gid}, home {a.home}, shell {a.shell}"
+                + (f", \"{a.gecos}\"" if a.gecos else "") + ".",
+            )
     logins = [a for a in users if not a.shell.endswith(("nologin", "false", "sync", "halt", "shutdown"))]
     if logins:
         result.add(

@@ -45,10 +45,53 @@ def status(output: Output, facts: Facts) -> Analysis:
         if errors:
             e = errors[0]
             text += f" Its last start failed with: {e.message} in {e.file}:{e.line}."
+            module = _module_for(e.message)
+            if module:
+                text += f" That directive needs mod_{module.split()[0]} (`a2enmod {module}`)."
         result.add("server_failed", Severity.PROBLEM, text)
     elif parsed.active == "active":
         result.add("server_running", Severity.OK, f"{unit} is running (main PID {parsed.main_pid}).")
     return result
+
+
+# Apache directives that only exist when their module is loaded: "Invalid command 'X'" means a2enmod.
+APACHE_MODULES = {
+    "rewriteengine": "rewrite", "rewriterule": "rewrite", "rewritecond": "rewrite", "rewritebase": "rewrite",
+    "proxypass": "proxy proxy_http", "proxypassreverse": "proxy proxy_http", "proxypreservehost": "proxy",
+    "sslengine": "ssl", "sslcertificatefile": "ssl", "sslproxyengine": "ssl", "header": "headers",
+    "requestheader": "headers", "expiresactive": "expires", "expiresbytype": "expires", "remoteipheader": "remoteip",
+    "authtype": "auth_basic", "authldapurl": "authnz_ldap", "wsgidaemonprocess": "wsgi", "wsgiscriptalias": "wsgi",
+    "phpadminvalue": "php", "php_value": "php", "deflatecompressionlevel": "deflate", "addoutputfilterbytype": "filter",
+    "headername": "autoindex", "userdir": "userdir", "loadbalancermember": "proxy_balancer",
+}
+
+
+def _module_for(message: str) -> str | None:
+    found = re.search(r"Invalid command '([\w-]+)'", message)
+    return APACHE_MODULES.get(found.group(1).lower()) if found else None
+
+
+def _config_findings(result: Analysis, errors: list[lp.ConfigError], how: str) -> None:
+    """A finding per configuration error, naming the missing Apache module when that is the cause."""
+    for e in errors[:3]:
+        where = f"{e.file} line {e.line}" if e.file and e.line is not None else (e.file or "the configuration")
+        result.facts["config_errors"] = [f"{e.file}:{e.line}"]
+        module = _module_for(e.message)
+        if module:
+            directive = re.search(r"Invalid command '([\w-]+)'", e.message)
+            result.add(
+                "apache_module_missing", Severity.CAUSE,
+                f"{how}: {e.message} in {where}. {directive.group(1) if directive else 'That directive'} comes from "
+                f"mod_{module.split()[0]}, which is not enabled: `a2enmod {module}` enables it.",
+                file=e.file, line=e.line, module=module,
+            )
+        else:
+            result.add(
+                "config_error", Severity.CAUSE,
+                f"{how}: {e.message} in {where} ({e.file}:{e.line}). The server cannot start or reload until that "
+                "line is fixed.",
+                file=e.file, line=e.line,
+            )
 
 
 @analyzer("web.config_test")
@@ -62,15 +105,7 @@ def config_test(output: Output, facts: Facts) -> Analysis:
         result.add("config_ok", Severity.OK, "The configuration test passes: the syntax is ok and the test is successful.")
         return result
     result = Analysis(summary=f"configuration test failed (exit code {output.exit_code})")
-    for e in errors[:3]:
-        where = f"{e.file} line {e.line}" if e.file and e.line is not None else (e.file or "the configuration")
-        result.facts["config_errors"] = [f"{e.file}:{e.line}"]
-        result.add(
-            "config_error", Severity.CAUSE,
-            f"The configuration test fails: {e.message} in {where} ({e.file}:{e.line}). "
-            "The server cannot start or reload until that line is fixed.",
-            file=e.file, line=e.line,
-        )
+    _config_findings(result, errors, "The configuration test fails")
     if not errors:
         last = next((ln for ln in reversed(output.text.splitlines()) if ln.strip()), "")
         result.add("config_error", Severity.CAUSE, f"The configuration test fails: {last}")
