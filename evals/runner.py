@@ -118,12 +118,14 @@ def _record(record: TurnRecord, event: Event, pending: dict[str, Any]) -> None:
         pending.update(argv=list(event.data["argv"]), node=event.data["node"], agent=event.data["agent"])
     elif event.kind is EventKind.DECISION:
         pending.update(decision=event.data.get("decision"), reason=event.data.get("reason"))
+        if event.data.get("decision") == "deny":
+            record.commands.append({**pending, "ran": False})
     elif event.kind is EventKind.TOOL_OUTPUT:
         record.ran.append(pending["argv"])
-        record.commands.append({**pending, "exit_code": event.data["exit_code"]})
+        record.commands.append({**pending, "ran": True, "exit_code": event.data["exit_code"]})
     elif event.kind is EventKind.APPROVAL_REQUESTED:
         record.approvals.append(list(event.data["argv"]))
-        record.commands.append({**pending, "held_for_approval": True})
+        record.commands.append({**pending, "ran": False, "held_for_approval": True})
     elif event.kind is EventKind.ERROR:
         record.replies.append(event.text)
 
