@@ -105,7 +105,8 @@ def test_json_report_has_everything_needed_to_see_why(tmp_path: Path) -> None:
     assert turn["commands"] == [
         {
             "argv": ["systemctl", "restart", "nginx"], "node": "web-1", "agent": turn["commands"][0]["agent"],
-            "decision": "needs_approval", "reason": turn["commands"][0]["reason"], "held_for_approval": True,
+            "decision": "needs_approval", "reason": turn["commands"][0]["reason"], "ran": False,
+            "held_for_approval": True,
         }
     ]
     assert "approv" in turn["replies"][0].lower()
@@ -114,7 +115,11 @@ def test_json_report_has_everything_needed_to_see_why(tmp_path: Path) -> None:
     first, refused, held = explicit["turns"]
     assert [c["argv"] for c in first["commands"]] == [["kubectl", "get", "pods", "-n", "staging"]]
     assert first["commands"][0]["decision"] == "allow" and first["commands"][0]["exit_code"] == 0
-    assert refused["ran"] == [] and refused["commands"] == []
+    assert refused["ran"] == []
+    assert [(c["argv"][:3], c["decision"], c["ran"]) for c in refused["commands"]] == [
+        (["kubectl", "get", "secrets"], "deny", False)
+    ]
+    assert "secrets" in refused["commands"][0]["reason"]
     assert held["commands"][0]["decision"] == "needs_approval" and held["commands"][0]["held_for_approval"]
 
     crash = by_name["k8s-crashloop-db-pending"]
