@@ -17,6 +17,11 @@ EXPLICIT = re.compile(r"^\s*(?:please\s+)?(?:run|execute|exec)\s*:?\s+(?P<cmd>.+
 # its first word is a program the policy knows (so "run the diagnostics" stays prose).
 EXPLICIT_INNER = re.compile(r"\b(?:run|execute)\s*:?\s+(?P<cmd>[a-z0-9_./-]+(?:\s.*)?)$", re.IGNORECASE | re.DOTALL)
 BACKTICKS = re.compile(r"`(?P<cmd>[^`]+)`")
+# Words that end a command typed straight into the chat (no program takes them as arguments here).
+PROSE_TAIL = frozenset(
+    "on pls plz please thanks thx asap because since after before and but so for it's its is was the a an "
+    "to from then again now".split()
+)
 PROSE = frozenset("diagnostics diagnostic checks check tests test it them this that a some again now".split())
 
 
@@ -55,8 +60,23 @@ def explicit_command(text: str, programs: set[str]) -> list[str] | None:
             return argv
         return None
     if known and len(argv) > 1 and (argv[1].startswith("-") or _is_subcommand(program, argv[1])):
-        return argv
+        return _without_prose(argv)
     return None
+
+
+def _without_prose(argv: list[str]) -> list[str]:
+    """A command typed straight into the chat ends where the prose starts: "nginx -t on web-5 pls.
+    reload failed" is ``nginx -t``; the rest is words about it (and "on web-5" names the node)."""
+    kept = [argv[0]]
+    for token in argv[1:]:
+        bare = token.rstrip(".,;!?")
+        if bare.lower() in PROSE_TAIL:
+            break
+        if bare:
+            kept.append(bare)
+        if bare != token:
+            break
+    return kept
 
 
 def _prose_word(word: str) -> bool:

@@ -87,7 +87,8 @@ def is_affirmative(text: str) -> bool:
 
     A long message that happens to start with "ok" or "do" is a new question, not a yes."""
     found = words(text)
-    return 0 < len(found) <= 12 and found[0] in AFFIRMATIVE and not (set(found[:4]) & NEGATIVE)
+    question = text.rstrip().endswith("?")  # "ok so how much memory can a node give?" asks something new
+    return 0 < len(found) <= 12 and not question and found[0] in AFFIRMATIVE and not (set(found[:4]) & NEGATIVE)
 
 
 def is_negative(text: str) -> bool:

@@ -115,6 +115,10 @@ class Runbook(BaseModel):
         default=None, description="host:port pairs in the message seed <prefix>_hosts and <prefix>_ports"
     )
     steps: list[Step] = Field(min_length=1)
+    also: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="another runbook's steps, eligible once these facts hold (e.g. server-down: [server_down])",
+    )
     offers: list[Offer] = Field(default_factory=list)
     advice: dict[str, str] = Field(default_factory=dict, description="finding code -> next step")
     ask_if_nothing: dict[str, str] = Field(

@@ -65,8 +65,8 @@ QUESTION_WORDS = frozenset("what why how which who where when is are does do did
 
 
 IMPERATIVE_LEAD = frozenset(
-    """please pls kindly can could would will you go ahead and now ok okay then just so lets let's hey i we
-    want need to should must cool yes yeah alright fine right sure""".split()
+    """please pls kindly can could would will you go ahead and now ok okay k then just so lets let's hey i we
+    want need to should must cool yes yeah alright fine right sure meanwhile also first anyway""".split()
 )
 NEGATIONS = ("don't", "dont", "do not", "never", "no need", "without", "not yet", "shouldn't", "should not")
 
@@ -206,7 +206,7 @@ class RunbookBrain:
         state.pending = None
         if isinstance(target, Runbook):
             state.last_runbook = target.name
-            yield from self._diagnose(target, target.steps, state, with_offers=True)
+            yield from self._diagnose(target, self._steps_of(target), state, with_offers=True)
         else:
             yield from self._act(target, state)
 
@@ -244,6 +244,14 @@ class RunbookBrain:
             merge_facts(state.facts, analysis.facts)
         ordered = sorted(analysis.findings, key=lambda f: -f.severity)
         yield Say(render("replies/explicit", summary=analysis.summary, findings=ordered, **fields))
+
+    def _steps_of(self, runbook: Runbook) -> list[Step]:
+        """The runbook's steps, then those of the runbooks it continues with, under their conditions."""
+        steps = list(runbook.steps)
+        for name, conditions in runbook.also.items():
+            other = next(r for r in self.squad.runbooks if r.name == name)
+            steps += [s.model_copy(update={"when": [*conditions, *s.when]}) for s in other.steps]
+        return steps
 
     def _run_offer(self, offer: dict[str, Any], state: State) -> Turn:
         runbook = next((r for r in self.squad.runbooks if r.name == offer["runbook"]), None)
@@ -322,11 +330,11 @@ class RunbookBrain:
                     state.offer = {"runbook": runbook.name, "index": index}
                     offer_text = fill_text(offer.text, state.facts)
                     break
-        # With nothing wrong, what was found healthy is the answer ("is postgres up?").
-        floor = Severity.INFO if headline else Severity.OK
+        # What was found healthy is part of the answer ("is the other replica ok?", "are the nodes up?");
+        # it is listed last.
         return render(
             "replies/diagnosis", title=runbook.title, headline=headline,
-            findings=[f for f in ordered if f is not headline and f.severity >= floor],
+            findings=[f for f in ordered if f is not headline],
             checked=checked, advice=advice, offer=offer_text,
         )
 

@@ -45,6 +45,11 @@ class SquadSpec(BaseModel):
             for step in [*runbook.steps, *(s for o in runbook.offers for s in o.steps)]:
                 if step.tool not in names:
                     raise ValueError(f"squad {self.name}: runbook {runbook.name} uses unknown tool {step.tool!r}")
+        runbook_names = {r.name for r in self.runbooks}
+        for runbook in self.runbooks:
+            for other in runbook.also:
+                if other not in runbook_names:
+                    raise ValueError(f"squad {self.name}: runbook {runbook.name} continues with unknown runbook {other!r}")
         for action in self.actions:
             if action.tool is not None and action.tool not in names:
                 raise ValueError(f"squad {self.name}: action {action.name} uses unknown tool {action.tool!r}")

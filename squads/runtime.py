@@ -183,9 +183,8 @@ class Conversation:
         """Move to another configured node the message names in prose ("on web-2", "check db-3").
 
         A name inside a command ("run kubectl logs web-1") is an argument, not a node."""
-        if explicit_command(text, self.brain.programs) is not None:
-            return False
-        named = {m.group(1).lower().rstrip(".,;:!?") for m in NODE_MENTION.finditer(text)}
+        argv = explicit_command(text, self.brain.programs) or []
+        named = {m.group(1).lower().rstrip(".,;:!?") for m in NODE_MENTION.finditer(text)} - set(argv)
         others = [n for n in self.config.nodes if n != self.node and n in named]
         if len(others) == 1:
             self.node = others[0]

@@ -126,8 +126,8 @@ def test_json_report_has_everything_needed_to_see_why(tmp_path: Path) -> None:
     commands = [c for t in crash["turns"] for c in t["commands"]]
     assert commands and all(c["decision"] == "allow" and "exit_code" in c for c in commands)
     assert crash["steps"] == len(commands)
-    # describe nodes has no fixture in that scenario: it is listed, with the path the node ran
-    assert [a[1:] for a in crash["unmatched"]] == [["describe", "nodes"]]
+    # describe nodes and get nodes have no fixture in that scenario: they are listed, with the path the node ran
+    assert [a[1:] for a in crash["unmatched"]] == [["describe", "nodes"], ["get", "nodes"]]
     assert crash["unmatched"][0][0].endswith("kubectl")
 
 

@@ -40,11 +40,25 @@ LAYOUTS: dict[str, tuple[tuple[str, ...], dict[str, Callable[[str], bool]]]] = {
 }
 
 
+DOWN = ("could not connect", "connection to server", "is the server running", "no such file or directory",
+        "connection refused", "the database system is shutting down", "the database system is starting up",
+        "database system is shut down")
+
+
 def _rows(output: Output, layout: str | None = None) -> list[dict[str, str]] | Analysis:
-    if failed := failure(output):
-        return failed
+    if output.missing:
+        return failure(output) or Analysis()
     if output.exit_code != 0:
-        return Analysis(summary=f"psql failed (exit code {output.exit_code}): {output.stderr.strip()[:200]}")
+        first = next((ln.strip() for ln in output.stderr.splitlines() if ln.strip()), f"exit code {output.exit_code}")
+        result = Analysis(summary=f"psql failed (exit code {output.exit_code}): {first[:200]}")
+        if any(marker in output.stderr.lower() for marker in DOWN):
+            result.facts["server_down"] = True
+            result.add(
+                "server_unreachable", Severity.PROBLEM,
+                f"PostgreSQL does not accept connections, so it is not a connection-limit problem: psql says "
+                f"\"{first[:200]}\". The server is down or not listening where clients look.",
+            )
+        return result
     free, checks = LAYOUTS.get(layout or "", ((), {}))
     return pg.parse_unaligned(output.stdout, free_text=free, checks=checks)
 
@@ -91,6 +105,14 @@ def connections(output: Output, facts: Facts) -> Analysis:
             f"{total} of max_connections {limit} are in use, so new clients are refused. No single application "
             f"dominates: the connections are spread across {len(apps)} applications (largest: {leader} with {leading}; "
             f"{ranked}). The limit is too small for everything that connects, or the pools are sized too large together.",
+        )
+    elif limit and total >= int(limit) * 0.9 and top.get("state") == "idle":
+        result.add(
+            "connections_pool", Severity.CAUSE,
+            f"{total} of max_connections {limit} are in use. {who} holds {count} of them idle (open but doing "
+            f"nothing, the longest for {_duration(top.get('longest_in_state', ''))}): its connection pool keeps far "
+            "more connections than it uses.",
+            app=top.get("application_name"),
         )
     elif limit and total >= int(limit) * 0.9:
         result.add(

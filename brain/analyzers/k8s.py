@@ -26,7 +26,20 @@ DNS_ERRORS = [
     re.compile(r"UnknownHostException: ([A-Za-z0-9][\w.-]{0,252})"),
     re.compile(r"(?<![\w.-])([A-Za-z0-9][\w.-]{0,252}): (?:Name or service not known|Temporary failure in name resolution)"),
 ]
-APP_ERRORS = re.compile(r"\b(fatal|panic|error|exception|traceback|killed|out ?of ?memory|oom)\b", re.IGNORECASE)
+APP_ERRORS = re.compile(
+    r"\b(fatal|panic|error|exception|traceback|killed|out ?of ?memory|oom|not found|no such file|permission denied)\b",
+    re.IGNORECASE,
+)
+# What a container's exit code says when the log does not.
+EXIT_MEANING = {
+    126: "the command exists but cannot be executed (permissions or format)",
+    127: "the command was not found in the image (a wrong command/args or a missing binary)",
+    128: "the container's command was invalid",
+    134: "the process aborted (SIGABRT)",
+    137: "the process was killed (SIGKILL): out of memory, or a failing liveness probe",
+    139: "the process crashed (segmentation fault)",
+    143: "the process was asked to stop (SIGTERM) and did",
+}
 POD_LIST_LIMIT = 15
 
 
@@ -312,12 +325,28 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
             limit=limit, pod=name, container=c.name,
         )
         return
+    liveness = [e.message for e in info.events if "liveness probe failed" in e.message.lower()]
+    if liveness and c.restart_count:
+        result.facts["crashing_pods"] = [name]
+        result.add(
+            "liveness_killing", Severity.CAUSE,
+            f"The kubelet keeps killing container {c.name} of {name} because its liveness probe fails "
+            f"({liveness[-1]}); it has restarted {c.restart_count} times"
+            + (f", last exit code {c.exit_code}" if c.exit_code is not None else "")
+            + (f". The probe: {c.liveness.split(' delay=')[0]} ({c.liveness.split(' ', 2)[-1] if ' delay=' in c.liveness else ''})" if c.liveness else "")
+            + ". If the app is only slow to start, the probe kills it before it is ready: add a startupProbe or a "
+            "longer initialDelaySeconds.",
+            pod=name, container=c.name,
+        )
+        return
     if c.reason == "CrashLoopBackOff" or (c.last_state == "Terminated" and c.restart_count and c.last_reason != "Completed"):
         result.facts["crashing_pods"] = [name]
+        meaning = EXIT_MEANING.get(c.exit_code or -1, "")
         result.add(
             "crashloop", Severity.PROBLEM,
             f"{name} is in {c.reason or 'a crash loop'}: container {c.name} has restarted {c.restart_count} times; "
-            f"the last run ended with exit code {c.exit_code} ({c.last_reason or 'Error'}).",
+            f"the last run ended with exit code {c.exit_code} ({c.last_reason or 'Error'})"
+            + (f": {meaning}" if meaning else "") + ".",
             pod=name,
         )
         return

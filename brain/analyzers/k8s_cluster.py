@@ -249,6 +249,15 @@ def describe_nodes(output: Output, facts: Facts) -> Analysis:
             result.add("node_taints", Severity.INFO, f"Node {n.name} taints: {', '.join(n.taints)}.")
         if n.unschedulable:
             result.add("node_cordoned", Severity.PROBLEM, f"Node {n.name} is cordoned (unschedulable).")
+    for n in nodes:
+        if n.allocatable:
+            free = {r: _amount(r, n.allocatable.get(r, "0")) - _amount(r, n.allocated.get(r, ("0", ""))[0]) for r in ("cpu", "memory")}
+            result.add(
+                "node_capacity", Severity.OK,
+                f"Node {n.name} can give pods cpu {n.allocatable.get('cpu', '?')} and memory "
+                f"{_show('memory', _amount('memory', n.allocatable.get('memory', '0')))} in all (allocatable); still free for "
+                f"new requests: cpu {_show('cpu', max(free['cpu'], 0))}, memory {_show('memory', max(free['memory'], 0))}.",
+            )
     _fit(result, nodes, facts)
     return result
 
@@ -306,6 +315,8 @@ def nodes(output: Output, facts: Facts) -> Analysis:
     for r in rows:
         if not r.get("STATUS", "").startswith("Ready") or "SchedulingDisabled" in r.get("STATUS", ""):
             result.add("node_not_ready", Severity.PROBLEM, f"Node {r.get('NAME')} is {r.get('STATUS')}.")
+    if rows and not result.findings:
+        result.add("nodes_ready", Severity.OK, f"All {len(rows)} nodes are Ready (up): " + ", ".join(r.get("NAME", "") for r in rows) + ".")
     return result
 
 
