@@ -31,6 +31,7 @@ from rich.table import Table
 from evals.models import find_scenarios, load_scenario
 from evals.runner import run_scenario
 from squads.service import load_squads
+from squads.runtime import Conversation
 from storage.service import open_database
 from tests.paths import PUBLIC_SCENARIOS
 from tools.executors.fixture import FixtureExecutor
@@ -41,11 +42,13 @@ TARGET_STEP_MS = 5.0
 
 
 class _Clock:
-    """Timestamps of every executor call, to measure the gaps between consecutive steps."""
+    """Timestamps of every executor call, and where each user turn starts, to measure the gaps
+    between consecutive steps of one turn."""
 
     def __init__(self) -> None:
-        self.calls: list[float] = []
+        self.calls: list[float | None] = []  # None marks the start of a turn
         self._run = FixtureExecutor.run
+        self._handle = Conversation.handle
 
     def __enter__(self) -> _Clock:
         clock = self
@@ -54,11 +57,22 @@ class _Clock:
             clock.calls.append(time.perf_counter())
             return clock._run(executor, argv, timeout=timeout, max_output=max_output)
 
+        def turn(conversation, text):  # type: ignore[no-untyped-def]
+            clock.calls.append(None)
+            return clock._handle(conversation, text)
+
         FixtureExecutor.run = timed  # type: ignore[method-assign]
+        Conversation.handle = turn  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
         FixtureExecutor.run = self._run  # type: ignore[method-assign]
+        Conversation.handle = self._handle  # type: ignore[method-assign]
+
+    def gaps(self) -> list[float]:
+        """Seconds between consecutive commands of the same turn."""
+        pairs = zip(self.calls, self.calls[1:], strict=False)
+        return [b - a for a, b in pairs if a is not None and b is not None]
 
 
 def one_run(paths: list[Path], gaps: list[float]) -> tuple[float, list[dict[str, object]]]:
@@ -72,9 +86,7 @@ def one_run(paths: list[Path], gaps: list[float]) -> tuple[float, list[dict[str,
             scenario = load_scenario(path)
             with _Clock() as clock:
                 report = run_scenario(scenario, path=path, squads=squads, db=db)
-            # Gaps between consecutive calls; a gap across turns also holds the reply and the next
-            # message's handling, so the figure errs on the high side.
-            gaps.extend(b - a for a, b in zip(clock.calls, clock.calls[1:], strict=False))
+            gaps.extend(clock.gaps())
             steps = max(report.steps, 1)
             rows.append({
                 "name": report.name, "passed": report.passed, "wall_ms": round(report.wall_ms, 2),

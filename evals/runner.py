@@ -9,6 +9,7 @@ log, exactly as in production.
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,8 +62,13 @@ class ScenarioReport:
         return data
 
 
+@lru_cache(maxsize=4096)
+def _pattern(text: str) -> CommandPattern:
+    return CommandPattern(text)
+
+
 def _matches(pattern: str, argv: Sequence[str]) -> bool:
-    return CommandPattern(pattern).matches(argv)
+    return _pattern(pattern).matches(argv)
 
 
 def _mentioned(entry: Mention, text: str) -> bool:

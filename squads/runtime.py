@@ -207,7 +207,7 @@ class Conversation:
                 stored.append(
                     transcripts.append_event(
                         session, conversation_id=self.id, kind=kind, turn=self.turns, data=data,
-                        audit_seq=seq, seq=position,
+                        audit_seq=seq, seq=position, redacted=kind is EventKind.TOOL_OUTPUT,
                     )
                 )
             # State is saved at the end of a turn, and as soon as a command is held for approval,

@@ -77,14 +77,15 @@ def last_seq(session: Session, conversation_id: str) -> int:
 
 def append_event(
     session: Session, *, conversation_id: str, kind: EventKind, turn: int,
-    data: dict[str, Any], audit_seq: int | None = None, seq: int | None = None,
+    data: dict[str, Any], audit_seq: int | None = None, seq: int | None = None, redacted: bool = False,
 ) -> Event:
     """Store one event (secrets redacted) at the end of the conversation.
 
     ``seq`` may be given by a caller appending several events in one
     transaction (``last_seq`` + 1, + 2, ...); the unique (conversation, seq)
-    constraint still refuses two writers racing for the same place."""
-    clean = redact_value(data)
+    constraint still refuses two writers racing for the same place. ``redacted`` says the caller
+    already redacted ``data`` (command output, redacted once on its way from the executor)."""
+    clean = data if redacted else redact_value(data)
     assert isinstance(clean, dict)
     position = seq if seq is not None else last_seq(session, conversation_id) + 1
     event = Event(kind=kind, turn=turn, seq=position, at=_now(), data=clean, audit_seq=audit_seq)
