@@ -24,7 +24,8 @@ STOPWORDS = frozenset(
     never ever become becomes became keep kept won't wont cannot can't stuck after before since
     delete remove kill restart reload scale describe show get list check run execute look see
     why how when where last past hour hours minute minutes day days week night morning evening
-    logs log cluster loop phase progress general total order case fact time prod-like way""".split()
+    logs log cluster loop phase progress general total order case fact time prod-like way
+    so then again too very really also that which because stuck one other same""".split()
 )
 
 # Up to white space or a comma: a token with shell punctuation is captured whole and
@@ -52,6 +53,7 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
     for slot, patterns in {
         "namespace": [
             rf"\bnamespace\s*[:=]\s*{NAME}",
+            rf"\S\s+in\s+(?:the\s+)?{NAME}\s+(?:namespace|ns)\b",  # "cart-api in the checkout namespace"
             rf"(?:^|\s)(?:-n|--namespace)[=\s]+{NAME}",
             rf"\bns\s*[:=]\s*{NAME}",
             rf"\bns\s+{NAME}",

@@ -35,6 +35,9 @@ class State:
     pending: dict[str, Any] | None = None  # {"kind": "runbook"|"action", "name": ...}
     offer: dict[str, Any] | None = None  # {"runbook": name, "index": i}
     last_runbook: str | None = None  # what "now check web-2 too" repeats
+    # Outputs of the last diagnosis on this node, kept in memory only (not stored): a follow-up
+    # question re-reads them instead of running the same commands again.
+    results: dict[str, CallResult] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data: dict[str, Any]) -> State:
@@ -66,25 +69,28 @@ QUESTION_WORDS = frozenset("what why how which who where when is are does do did
 
 IMPERATIVE_LEAD = frozenset(
     """please pls kindly can could would will you go ahead and now ok okay k then just so lets let's hey i we
-    want need to should must cool yes yeah alright fine right sure meanwhile also first anyway""".split()
+    want need to should must cool yes yeah alright fine right sure meanwhile also first anyway ugh argh hmm
+    well""".split()
 )
 NEGATIONS = ("don't", "dont", "do not", "never", "no need", "without", "not yet", "shouldn't", "should not")
 
 
 def imperative(action: Action, text: str) -> bool:
     """Whether the message asks for ``action`` in so many words: one of its triggers starts a
-    clause (after words like "please", "ok", "can you"), and that clause is not negated.
+    clause, or follows a word like "please", "now", "ok", "can you", and that clause is not negated.
 
     "Since the restart this morning nginx returns 502" mentions a restart but asks for none;
-    "don't stop it" asks for the opposite."""
+    "don't stop it" asks for the opposite; "ci pushed the tag, now delete that pod" asks."""
     for clause in re.split(r"[.;:!?\n]|,|\bthen\b|\band\b", text.lower()):
         if any(n in clause for n in NEGATIONS):
             continue
         said = words(clause)
-        while said and said[0] in IMPERATIVE_LEAD:
-            said = said[1:]
-        if said and any(_first_group_hits(t, said[0]) and trigger_matches(t, said) for t in action.triggers):
-            return True
+        for i, word in enumerate(said):
+            at_start = all(w in IMPERATIVE_LEAD for w in said[:i])
+            if not (at_start or said[i - 1] in IMPERATIVE_LEAD):
+                continue
+            if any(_first_group_hits(t, word) and trigger_matches(t, said[i:]) for t in action.triggers):
+                return True
     return False
 
 
@@ -114,6 +120,7 @@ class RunbookBrain:
         state.offer = state.pending = None
         if state.facts.pop("node_changed", False):
             forget_evidence(state.facts)
+            state.results = {}
             offer = None
             node_changed = True
         else:
@@ -145,7 +152,7 @@ class RunbookBrain:
         elif state.last_runbook and (node_changed or self._follow_up(text)):
             previous = next((r for r in self.squad.runbooks if r.name == state.last_runbook), None)
             if previous is not None:
-                yield from self._start(previous, found, state)
+                yield from self._start(previous, found, state, reuse=not node_changed)
         elif found.errors:
             yield Say(render("replies/invalid", errors=list(found.errors.values())))
         else:
@@ -187,7 +194,7 @@ class RunbookBrain:
         # Analyzers may revise a guessed default (nginx -> apache2) but never what the user said.
         state.facts["user_slots"] = {**state.facts.get("user_slots", {}), **dict.fromkeys(found.values, True)}
 
-    def _start(self, target: Runbook | Action, found: Extraction, state: State) -> Turn:
+    def _start(self, target: Runbook | Action, found: Extraction, state: State, *, reuse: bool = False) -> Turn:
         relevant = set(target.needs) | set(_slots_of(target))
         errors = [msg for slot, msg in found.errors.items() if slot in relevant]
         if errors:
@@ -206,6 +213,8 @@ class RunbookBrain:
         state.pending = None
         if isinstance(target, Runbook):
             state.last_runbook = target.name
+            if not reuse:
+                state.results = {}
             yield from self._diagnose(target, self._steps_of(target), state, with_offers=True)
         else:
             yield from self._act(target, state)
@@ -285,8 +294,13 @@ class RunbookBrain:
                 break
             step, params, key, item = chosen
             done.add(key)
-            result = yield Call(tool=step.tool, params=params, why=step.why or runbook.title)
-            assert result is not None
+            command = key.rsplit("|", 1)[0]
+            result = state.results.get(command)
+            if result is None:
+                result = yield Call(tool=step.tool, params=params, why=step.why or runbook.title)
+                assert result is not None
+                if result.status == "ran":
+                    state.results[command] = result
             if result.status != "ran":
                 checked.append(Checked(result.argv or [step.tool], _not_run(result)))
                 if result.status in ("denied", "invalid", "error"):
@@ -301,7 +315,8 @@ class RunbookBrain:
             analysis = analyze(step.analyze or tool.analyze, output, facts)
             merge_facts(facts, analysis.facts)
             findings.extend(f for f in analysis.findings if f not in findings)
-            checked.append(Checked(result.argv, analysis.summary))
+            if all(c.argv != result.argv for c in checked):  # a reused output is listed once
+                checked.append(Checked(result.argv, analysis.summary))
         if not checked and runbook.ask_if_nothing:
             state.pending = {"kind": "runbook", "name": runbook.name, "missing": list(runbook.ask_if_nothing)}
             yield Say(render("replies/ask", title=runbook.title, questions=list(runbook.ask_if_nothing.values())))

@@ -101,7 +101,8 @@ def next_step(steps: list[Step], facts: Facts, done: set[str]) -> tuple[Step, di
             params = fill(step.with_, facts, item)
             if params is None:
                 continue
-            key = f"{step.tool}:{sorted(params.items())!r}"
+            # The same command read by another analyzer is another step; its output is reused.
+            key = f"{step.tool}:{sorted(params.items())!r}|{step.analyze or ''}"
             if key in done:
                 continue
             return step, params, key, item

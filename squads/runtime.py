@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 class ApprovalError(ValueError):
     """An approval cannot be resolved as asked; the message says why."""
 ExecutorFactory = Callable[[NodeConfig], Executor]
-# "on web-2", "check db-3": prose that points at a node ("connect to db-2" names a dependency, not where to look).
-NODE_MENTION = re.compile(r"\b(?:on|node|host|server|box|machine|check)\s+([A-Za-z0-9][A-Za-z0-9._-]*)", re.I)
+# Words after which a node's name is a dependency ("connects to db-2"), not where to look.
+DEPENDENCY_WORDS = frozenset({"to", "from", "via", "through", "behind", "connect", "connects", "connecting", "reach"})
 
 
 @dataclass
@@ -180,14 +180,26 @@ class Conversation:
         yield from self._emit(EventKind.ASSISTANT_MESSAGE, {"text": text})
 
     def _switch_node(self, text: str) -> bool:
-        """Move to another configured node the message names in prose ("on web-2", "check db-3").
+        """Move to another configured node the message names in prose ("and jump-ops-02?",
+        "is apache-mkt-02 ok", "check db-3").
 
-        A name inside a command ("run kubectl logs web-1") is an argument, not a node."""
-        argv = explicit_command(text, self.brain.programs) or []
-        named = {m.group(1).lower().rstrip(".,;:!?") for m in NODE_MENTION.finditer(text)} - set(argv)
-        others = [n for n in self.config.nodes if n != self.node and n in named]
-        if len(others) == 1:
-            self.node = others[0]
+        A name inside a command ("run kubectl logs web-1") is an argument, and a name after "to",
+        "from" or "via" ("the app connects to db-2") is a dependency, not where to look."""
+        argv = set(explicit_command(text, self.brain.programs) or [])
+        lowered = text.lower()
+        if re.search(rf"(?<![\w.-]){re.escape(self.node.lower())}(?![\w-])", lowered):
+            return False  # the message names where we already are (perhaps besides others): stay
+        named = []
+        for node in self.config.nodes:
+            if node == self.node or node in argv:
+                continue
+            for match in re.finditer(rf"(?<![\w.-]){re.escape(node.lower())}(?![\w-])", lowered):
+                before = lowered[: match.start()].split()[-1:] or [""]
+                if before[0] not in DEPENDENCY_WORDS:
+                    named.append(node)
+                    break
+        if len(named) == 1:
+            self.node = named[0]
             return True
         return False
 

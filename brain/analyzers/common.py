@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from brain.analyzers import Output, analyzer
+from brain.parsers import system as sp
 from brain.models import Analysis, Facts, Severity
 
 
@@ -28,3 +29,15 @@ def generic(output: Output, facts: Facts) -> Analysis:
     if errors:
         result.add("output_errors", Severity.INFO, f"The output reports: {errors[-1][:300]}")
     return result
+
+
+NOISE_SOURCES = ("tmpfs", "devtmpfs", "udev", "shm", "overlay", "squashfs", "/dev/loop", "none", "efivarfs")
+NOISE_MOUNTS = ("/run", "/dev", "/sys", "/proc", "/snap/", "/var/lib/docker/", "/var/lib/containerd/", "/var/lib/kubelet/")
+
+
+def real_filesystems(systems: list[sp.Filesystem]) -> list[sp.Filesystem]:
+    """Disks that hold data: not tmpfs, container layers, snaps or loop images (always "100%" by design)."""
+    return [
+        f for f in systems
+        if not f.source.startswith(NOISE_SOURCES) and not f.mount.startswith(NOISE_MOUNTS) and f.mount != "/boot/efi"
+    ]

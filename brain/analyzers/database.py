@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from brain.analyzers import Output, analyzer
-from brain.analyzers.common import failure
+from brain.analyzers.common import failure, real_filesystems
 from brain.models import Analysis, Facts, Severity
 from brain.parsers import logs as lp
 from brain.parsers import postgres as pg
@@ -335,6 +335,20 @@ def status(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+# Lines that tell a server's life story (shut down, restarted, caught up), with what they mean.
+LIFECYCLE = [
+    ("received fast shutdown request", "the server was asked to shut down (fast)"),
+    ("received smart shutdown request", "the server was asked to shut down (smart)"),
+    ("received immediate shutdown request", "the server was stopped immediately"),
+    ("database system is shut down", "the server was shut down"),
+    ("database system was shut down", "the server starts after a clean shutdown"),
+    ("database system was interrupted", "the server starts after a crash (it was interrupted)"),
+    ("entering standby mode", "the server starts as a replica (standby)"),
+    ("redo starts at", "the replica starts replaying WAL"),
+    ("started streaming wal", "the replica is streaming WAL from the primary again, catching up"),
+    ("database system is ready to accept", "the server is up and accepts connections"),
+    ("terminating walreceiver", "the replica lost its connection to the primary"),
+]
 # Server-log lines whose meaning is certain: (pattern, finding code, sentence).
 LOG_CAUSES = [
     (
@@ -358,6 +372,13 @@ LOG_CAUSES = [
         re.compile(r'password authentication failed for user "(?P<user>[^"]+)"'),
         "pg_auth_failed",
         "Password authentication fails for user {user} ({count} times).",
+    ),
+    (
+        re.compile(r'lock file "(?P<file>[^"]*postmaster\.pid)" already exists'),
+        "pg_stale_pid",
+        "PostgreSQL will not start because the lock file {file} already exists. If no postgres process runs with "
+        "the PID it names (see the HINT in the log), the file is stale, left behind by a crash or a kill: check "
+        "with `ps -p PID`, then move the file aside and start the cluster (a state change: needs approval).",
     ),
     (
         re.compile(r"server process \(PID (?P<pid>\d+)\) was terminated by signal 9"),
@@ -395,6 +416,14 @@ def server_log(output: Output, facts: Facts) -> Analysis:
             values = {k: v for k, v in found.groupdict().items() if v}
             values.setdefault("port", str(facts.get("pg_port", "its port")))
             result.add(code, Severity.CAUSE, template.format(count=len(hits), line=line.message, **values), **values)
+    for p in parsed:
+        for needle, meaning in LIFECYCLE:
+            if needle in p.message.lower():
+                result.add("pg_lifecycle", Severity.INFO, f"{p.time}: {meaning} (\"{p.message[:160]}\").")
+                break
+    hint = next((p.message for p in parsed if p.level == "HINT" and "postmaster" in p.message.lower()), "")
+    if hint:
+        result.add("pg_hint", Severity.INFO, f"The server's hint: {hint}")
     other = [p for p in bad if p not in known]
     if other:
         result.add("pg_log_error", Severity.PROBLEM if not space else Severity.INFO, f"Last error in the log: {other[-1].level}: {other[-1].message}")
@@ -406,8 +435,8 @@ def disk(output: Output, facts: Facts) -> Analysis:
     """``df -h`` for a database host: the data directory's file system above all."""
     if failed := failure(output):
         return failed
-    systems = sp.parse_df(output.stdout)
-    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%" for f in systems if not f.source.startswith(("tmpfs", "udev"))))
+    systems = real_filesystems(sp.parse_df(output.stdout))
+    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%" for f in systems))
     for f in systems:
         if f.use_percent >= 95:
             result.add(

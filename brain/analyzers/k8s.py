@@ -9,6 +9,7 @@ from brain.analyzers import Output, analyzer
 from brain.analyzers.common import failure
 from brain.models import Analysis, Facts, Severity
 from brain.parsers import kubectl as k
+from brain.parsers import logs as lp
 from brain.parsers.logs import find_host_ports
 
 HEALTHY = {"Running", "Completed", "Succeeded"}
@@ -41,6 +42,14 @@ EXIT_MEANING = {
     143: "the process was asked to stop (SIGTERM) and did",
 }
 POD_LIST_LIMIT = 15
+
+
+CLUSTER_DNS = re.compile(r"^([a-z0-9-]+)\.([a-z0-9-]+)(?:\.svc(?:\.cluster\.local)?)?$")
+
+
+def facts_hosts(result: Analysis) -> list[str]:
+    """The dependency hosts an analysis found so far."""
+    return [str(h) for h in result.facts.get("dependency_hosts", [])]
 
 
 def said(name: str, message: str) -> bool:
@@ -85,6 +94,27 @@ def pods(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+@analyzer("k8s.candidate_pods")
+def candidate_pods(output: Output, facts: Facts) -> Analysis:
+    """The pods a Service with an empty selector was probably meant for (named like it)."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_pods(output.stdout)
+    namespace = str(output.params.get("namespace", ""))
+    orphans = [o for o in facts.get("orphan_services", []) if o.get("namespace") == namespace]
+    result = Analysis(summary=f"{len(rows)} pods in {namespace}: " + ", ".join(_pod_line(r) for r in rows[:POD_LIST_LIMIT]))
+    refs = []
+    for orphan in orphans:
+        stem = str(orphan["service"]).split("-")[0]
+        for row in rows:
+            if row.name.startswith(str(orphan["service"])) or row.name.startswith(stem + "-"):
+                refs.append({"pod": row.name, "namespace": namespace})
+                result.add("candidate_pod", Severity.INFO, f"Pod {_pod_line(row)} looks like the one Service {orphan['service']} should select.")
+    if refs:
+        result.facts["candidate_pod_refs"] = refs[:2]
+    return result
+
+
 @analyzer("k8s.all_pods")
 def all_pods(output: Output, facts: Facts) -> Analysis:
     """``kubectl get pods -A``: counts by state, evictions per namespace."""
@@ -119,7 +149,13 @@ def selector_pods(output: Output, facts: Facts) -> Analysis:
     service = dict(facts.get("service_of_selector") or {}).get(selector, "the service")
     rows = k.parse_pods(output.stdout)
     if not rows:
-        result = Analysis(summary=f"no pod matches {selector}", facts={"empty_selectors": [selector]})
+        namespace = str(output.params.get("namespace", ""))
+        bare = service.split(" (")[0]
+        result = Analysis(
+            summary=f"no pod matches {selector}",
+            facts={"empty_selectors": [selector],
+                   "orphan_services": [{"service": bare, "namespace": namespace, "selector": selector}]},
+        )
         result.add(
             "selector_matches_nothing", Severity.CAUSE,
             f"Service {service} selects pods with {selector}, but no pod has that label, so it has no endpoints "
@@ -187,8 +223,24 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
     schedule = _scheduling(info)
     if info.status == "Pending" and schedule:
         _pending(result, name, info, schedule)
+    result.facts["last_pod"] = name
+    for orphan in facts.get("orphan_services", []):
+        wanted = k.parse_selector(str(orphan.get("selector", "")))
+        if wanted and info.namespace == orphan.get("namespace") and name.startswith(str(orphan["service"]).split("-")[0]):
+            differ = {key: (value, info.labels.get(key)) for key, value in wanted.items() if info.labels.get(key) != value}
+            if differ:
+                shown = ", ".join(f"{key}={have or '(missing)'} where the Service wants {key}={want}" for key, (want, have) in differ.items())
+                result.add(
+                    "selector_label_mismatch", Severity.CAUSE,
+                    f"Pod {name} ({info.status}) has {shown}: Service {orphan['service']}'s selector {orphan['selector']} "
+                    f"does not match its labels, so the Service has no endpoints. Fix the selector or the labels.",
+                    service=orphan["service"], selector=orphan["selector"],
+                )
+    for c in info.init_containers:
+        _init_container(result, name, c)
     for c in info.containers:
         _container(result, name, info, c)
+    _volume_events(result, name, info)
     if not result.findings and info.status == "Running":
         result.add("pod_running", Severity.OK, f"{name} is Running.")
     return result
@@ -277,6 +329,43 @@ def _pending(result: Analysis, name: str, info: k.PodInfo, message: str) -> None
         result.add("pending_nodes_down", Severity.CAUSE, f"{name} is Pending: the nodes are not schedulable ({others}). {said}")
     else:
         result.add("pending_other", Severity.PROBLEM, f"{name} is Pending. {said}")
+
+
+def _init_container(result: Analysis, name: str, c: k.ContainerInfo) -> None:
+    """An init container that fails keeps the pod in Init:... and the app never starts."""
+    if c.last_reason == "OOMKilled" or c.reason == "OOMKilled":
+        limit = c.limits.get("memory", "none set")
+        result.add(
+            "init_oom_killed", Severity.CAUSE,
+            f"Init container {c.name} of {name} is OOMKilled (exit code {c.exit_code if c.exit_code is not None else 137}): "
+            f"it needs more memory than its limit of {limit}; it has restarted {c.restart_count} times, and the app "
+            "containers never start until it succeeds.",
+            limit=limit, pod=name, container=c.name,
+        )
+    elif c.restart_count and c.last_reason not in ("", "Completed"):
+        meaning = EXIT_MEANING.get(c.exit_code or -1, "")
+        result.add(
+            "init_failing", Severity.CAUSE,
+            f"Init container {c.name} of {name} keeps failing (exit code {c.exit_code}, {c.last_reason}"
+            + (f": {meaning}" if meaning else "") + f", {c.restart_count} restarts); the app containers wait for it.",
+            pod=name, container=c.name,
+        )
+
+
+def _volume_events(result: Analysis, name: str, info: k.PodInfo) -> None:
+    """A ReadWriteOnce volume still attached elsewhere holds a new pod in ContainerCreating."""
+    attach = [e.message for e in info.events if "multi-attach" in e.message.lower() or e.reason == "FailedAttachVolume"]
+    if attach:
+        result.add(
+            "volume_multi_attach", Severity.CAUSE,
+            f"{name} cannot start: its volume is ReadWriteOnce (RWO) and still attached to another pod or node "
+            f"(\"{attach[-1]}\"). With a RollingUpdate strategy the new pod waits for the old one, which keeps the "
+            "volume: use strategy Recreate for single-writer volumes, or delete the old pod (needs approval).",
+            pod=name,
+        )
+    mount = [e.message for e in info.events if e.reason == "FailedMount"]
+    if mount and not attach:
+        result.add("volume_mount_failed", Severity.CAUSE, f"{name} cannot mount a volume: {mount[-1]}", pod=name)
 
 
 def _others(info: k.PodInfo, culprit: k.ContainerInfo) -> str:
@@ -414,6 +503,19 @@ def logs(output: Output, facts: Facts) -> Analysis:
             f"{pod}'s log shows {kind} to {where} ({len(network)} times); the app cannot reach that dependency and exits.",
             target=where,
         )
+    for error in lp.parse_config_errors(output.text)[:1]:
+        result.add(
+            "log_config_error", Severity.CAUSE,
+            f"{pod}'s log shows its server refusing its configuration: {error.message}"
+            + (f" in {error.file}:{error.line}" if error.file else "") + ".",
+            pod=pod,
+        )
+    remote = [
+        {"service": m.group(1), "namespace": m.group(2)}
+        for h in facts_hosts(result) for m in [CLUSTER_DNS.match(h)] if m and m.group(2) != str(facts.get("namespace"))
+    ]
+    if remote:
+        result.facts["dependency_remote"] = remote
     errors = [line.strip() for line in lines if APP_ERRORS.search(line)]
     if errors:
         result.add("log_error", Severity.PROBLEM if not targets else Severity.INFO, f"Last error in {pod}'s log: {errors[-1][:300]}")

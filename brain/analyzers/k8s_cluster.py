@@ -71,7 +71,11 @@ def describe_service(output: Output, facts: Facts) -> Analysis:
     ports = ", ".join(f"{p}/{proto}" for _, p, proto in info.ports)
     result = Analysis(summary=f"selector {selector or 'none'}, port {ports}, endpoints {', '.join(info.endpoints) or 'none'}")
     if not info.endpoints:
-        if selector:
+        if selector and info.namespace and info.namespace != facts.get("namespace"):
+            # A Service in another namespace: its pods are looked for there.
+            result.facts["remote_selector_refs"] = [{"selector": selector, "namespace": info.namespace}]
+            result.facts["service_of_selector"] = {selector: f"{info.name} (namespace {info.namespace})"}
+        elif selector:
             result.facts["dependency_selectors"] = [selector]
             result.facts["service_of_selector"] = {selector: info.name}
         result.add(

@@ -220,6 +220,13 @@ def sshd(output: Output, facts: Facts) -> Analysis:
         result.add("sshd_maxauthtries", Severity.INFO, f"maxauthtries {tries}: each connection may guess {tries} times (3 is usual).")
     if not risky:
         result.add("sshd_ok", Severity.OK, "sshd's effective settings have none of the usual risky options.")
+    serious = [f for f in result.findings if f.severity >= Severity.PROBLEM]
+    if serious:
+        result.add(
+            "sshd_noncompliant", Severity.CAUSE,
+            f"sshd is not configured safely: it does not comply with a hardened baseline ({len(serious)} serious "
+            f"setting{'s' if len(serious) != 1 else ''}: " + "; ".join(f.text.split(':')[0] for f in serious) + ").",
+        )
     return result
 
 

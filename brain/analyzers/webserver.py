@@ -7,11 +7,13 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from brain.analyzers import Output, analyzer
-from brain.analyzers.common import failure
+from brain.analyzers.common import failure, real_filesystems
 from brain.models import Analysis, Facts, Severity
 from brain.parsers import logs as lp
 from brain.parsers import system as sp
 
+APP_SERVERS = {"gunicorn", "uwsgi", "uvicorn", "python", "python3", "node", "java", "puma", "unicorn", "php-fpm",
+               "php-fpm8.2", "php-fpm8.1", "dotnet", "ruby", "hypercorn", "daphne", "waitress-serve", "deno", "bun"}
 DIRECTIVE = re.compile(
     r"^[ \t]*(error_log|ssl_certificate|proxy_pass|fastcgi_pass|uwsgi_pass|proxy_read_timeout|proxy_connect_timeout"
     r"|fastcgi_read_timeout)\s+([^;\s]+)",
@@ -301,6 +303,22 @@ def sockets(output: Output, facts: Facts) -> Analysis:
                 result.add("upstream_listening", Severity.INFO, f"{names} listens on {target}, the upstream.")
         else:
             result.facts["dead_upstreams"] = [target]
+            near = [
+                s_ for s_ in socks
+                if s_.port and s_.port != int(port) and abs(s_.port - int(port)) <= 10
+                and any(p.name in APP_SERVERS for p in s_.processes)
+            ]
+            if near:
+                other = near[0]
+                names = ", ".join(f"{p.name} (pid {p.pid})" for p in other.processes)
+                result.add(
+                    "upstream_port_mismatch", Severity.CAUSE,
+                    f"Nothing is listening on {target}, the upstream the web server proxies to, but {names} listens on "
+                    f"{other.local_address}:{other.port}: the application and the proxy configuration disagree on the "
+                    f"port. Point the upstream at port {other.port} (or the app at {port}).",
+                    upstream=target, port=port,
+                )
+                continue
             result.add(
                 "upstream_down", Severity.CAUSE,
                 f"Nothing is listening on {target}: the upstream the server proxies to is down, so connections are "
@@ -317,8 +335,8 @@ def disk(output: Output, facts: Facts) -> Analysis:
     """``df -h``: full file systems."""
     if failed := failure(output):
         return failed
-    systems = sp.parse_df(output.stdout)
-    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%" for f in systems if not f.source.startswith(("tmpfs", "devtmpfs", "udev"))))
+    systems = real_filesystems(sp.parse_df(output.stdout))
+    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%" for f in systems))
     full = [f for f in systems if f.use_percent >= 90]
     if full:
         result.facts["full_mounts"] = [f.mount for f in full]

@@ -427,12 +427,14 @@ class PodInfo:
     node_selectors: str
     tolerations: list[str]
     controlled_by: str
+    init_containers: list[ContainerInfo] = field(default_factory=list)
 
 
 def describe_pod(text: str) -> PodInfo:
     """Summarise `kubectl describe pod` output (the first pod if there are several)."""
     doc = _first(text)
     containers = doc.get("Containers")
+    inits = doc.get("Init Containers")
     volumes = doc.get("Volumes")
     claims = [] if volumes is None else [
         claim.value for vol in volumes.children if (claim := vol.get("ClaimName")) is not None
@@ -445,6 +447,7 @@ def describe_pod(text: str) -> PodInfo:
         conditions=_conditions(doc.get("Conditions")), events=doc.events, claims=claims,
         node_selectors=",".join(_multi(doc.get("Node-Selectors"))), tolerations=_multi(doc.get("Tolerations")),
         controlled_by=_plain(doc.value("Controlled By")),
+        init_containers=[] if inits is None else [_container(c) for c in inits.children],
     )
 
 
