@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +39,7 @@ from tools.executors.fixture import FixtureExecutor
 
 DEFAULT_PATHS = [PUBLIC_SCENARIOS]
 TARGET_TOTAL_S = 5.0
+SCENARIO_DAY = datetime(2026, 11, 26, 12, tzinfo=UTC)  # the day the scenarios describe (certificate expiry)
 TARGET_STEP_MS = 5.0
 
 
@@ -85,7 +87,7 @@ def one_run(paths: list[Path], gaps: list[float]) -> tuple[float, list[dict[str,
         for path in find_scenarios(paths):
             scenario = load_scenario(path)
             with _Clock() as clock:
-                report = run_scenario(scenario, path=path, squads=squads, db=db)
+                report = run_scenario(scenario, path=path, squads=squads, db=db, now=SCENARIO_DAY)
             gaps.extend(clock.gaps())
             steps = max(report.steps, 1)
             rows.append({

@@ -12,7 +12,7 @@ from brain.models import Facts, Step
 # {item.namespace} reads a field of a list item that is a mapping (a pod with its namespace).
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.|]*)\}")
 # Facts that come from the user (slots) or describe the conversation; everything else is evidence.
-KEPT_FACTS = frozenset({*SLOT_TYPES, "message", "raw_message", "user_slots"})
+KEPT_FACTS = frozenset({*SLOT_TYPES, "message", "raw_message", "user_slots", "now"})
 
 
 def holds(conditions: list[str], facts: Facts) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,11 @@ def eval_command(
         str | None, typer.Option(help="Audit/transcript database URL (default: a throwaway SQLite file).")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print each turn's replies and commands.")] = False,
+    now: Annotated[
+        str | None,
+        typer.Option(help="Evaluate as if it were this moment (ISO 8601, e.g. 2026-11-26T12:00:00Z): certificate "
+                          "expiry and other dates; default: the real clock."),
+    ] = None,
 ) -> None:
     """Run scenarios (../shared/scenarios/FORMAT.md) through the real runtime, policy and audit log."""
     try:
@@ -32,6 +38,15 @@ def eval_command(
     if not files:
         typer.echo("error: no scenario files (*.yaml) found in " + ", ".join(map(str, paths)), err=True)
         raise typer.Exit(2)
+    moment = None
+    if now is not None:
+        try:
+            moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError:
+            typer.echo(f"error: --now {now!r} is not an ISO 8601 date and time (e.g. 2026-11-26T12:00:00Z)", err=True)
+            raise typer.Exit(2) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
     squads = load_squads()
     reports: list[ScenarioReport] = []
     with tempfile.TemporaryDirectory(prefix="squads-eval-") as tmp:
@@ -43,7 +58,7 @@ def eval_command(
                 except ScenarioError as exc:
                     report = ScenarioReport(name=path.stem, path=str(path), reasons=[f"invalid scenario: {exc}"])
                 else:
-                    report = run_scenario(scenario, path=path, squads=squads, db=db)
+                    report = run_scenario(scenario, path=path, squads=squads, db=db, now=moment)
                 reports.append(report)
                 _print(report, verbose=verbose)
         finally:

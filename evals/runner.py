@@ -9,6 +9,7 @@ log, exactly as in production.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -137,7 +138,7 @@ def _record(record: TurnRecord, event: Event, pending: dict[str, Any]) -> None:
 
 
 def scenario_config(
-    scenario: Scenario, *, squads: dict[str, SquadSpec], sessions: sessionmaker[Session]
+    scenario: Scenario, *, squads: dict[str, SquadSpec], sessions: sessionmaker[Session], now: datetime | None = None
 ) -> tuple[RuntimeConfig, dict[str, FixtureExecutor]]:
     """A runtime whose nodes are the scenario's simulated ones, under the squads' shipped default
     grants (with the scenario's node labels); also the executors, to see what they were asked."""
@@ -148,18 +149,22 @@ def scenario_config(
         nodes={name: NodeConfig(name=name, labels=node.labels) for name, node in scenario.nodes.items()},
         executor_for=lambda node: executors[node.name],
     )
+    if now is not None:
+        config.now = lambda: now
     return config, executors
 
 
-def run_scenario(scenario: Scenario, *, path: Path, squads: dict[str, SquadSpec], db: Database) -> ScenarioReport:
-    """Play the scenario's conversation and check every expectation."""
+def run_scenario(
+    scenario: Scenario, *, path: Path, squads: dict[str, SquadSpec], db: Database, now: datetime | None = None
+) -> ScenarioReport:
+    """Play the scenario's conversation and check every expectation (at ``now``, if given)."""
     report = ScenarioReport(name=scenario.name, path=str(path))
     started = time.perf_counter()
     squad = squads.get(scenario.squad)
     if squad is None:
         report.reasons.append(f"unknown squad {scenario.squad!r}; known: {', '.join(sorted(squads))}")
         return report
-    config, executors = scenario_config(scenario, squads=squads, sessions=db.sessions)
+    config, executors = scenario_config(scenario, squads=squads, sessions=db.sessions, now=now)
     conversation = Conversation.start(config=config, squad=squad, node=scenario.first_node, actor="squads-eval")
     for index, turn in enumerate(scenario.conversation, start=1):
         record = TurnRecord(user=turn.user)
@@ -176,6 +181,8 @@ def run_scenario(scenario: Scenario, *, path: Path, squads: dict[str, SquadSpec]
     return report
 
 
-def run_all(items: Iterable[tuple[Path, Scenario]], *, squads: dict[str, SquadSpec], db: Database) -> list[ScenarioReport]:
+def run_all(
+    items: Iterable[tuple[Path, Scenario]], *, squads: dict[str, SquadSpec], db: Database, now: datetime | None = None
+) -> list[ScenarioReport]:
     """Run every scenario against one audit database."""
-    return [run_scenario(s, path=p, squads=squads, db=db) for p, s in items]
+    return [run_scenario(s, path=p, squads=squads, db=db, now=now) for p, s in items]

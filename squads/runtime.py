@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,8 @@ class RuntimeConfig:
     executor_for: ExecutorFactory
     timeout_s: float = 30.0
     max_output: int = 256 * 1024
+    # The moment analyzers compare dates with (certificate expiry); an eval pins it to replay a scenario.
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _executors: dict[str, Executor] = field(default_factory=dict)
 
     def executor(self, node: NodeConfig) -> Executor:
@@ -98,6 +101,7 @@ class Conversation:
         if self.turns == 1:
             self._title = text.strip().splitlines()[0] if text.strip() else ""
         self.state.facts["node_changed"] = self._switch_node(text)
+        self.state.facts["now"] = self.config.now().isoformat()
         yield from self._emit(EventKind.USER_MESSAGE, {"text": text, "node": self.node})
         turn: Turn = self.brain.turn(text, self.state)
         result: CallResult | None = None

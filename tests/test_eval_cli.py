@@ -66,6 +66,9 @@ EXPECTED_REASONS = [
 ]
 
 
+SCENARIO_DAY = "2026-11-26T12:00:00Z"
+
+
 def invoke(*args: str | Path):  # type: ignore[no-untyped-def]
     return runner.invoke(app, ["eval", *map(str, args)])
 
@@ -75,7 +78,8 @@ def test_every_shipped_scenario_passes() -> None:
     paths = find_scenarios([PUBLIC, CORPUS])
     names = [load_scenario(p).name for p in paths]
     assert len(names) >= 30 and len(set(names)) == len(names), "scenario names must be unique"
-    result = invoke(PUBLIC, CORPUS)
+    # The corpus was written on 2026-11-26; certificate scenarios are about expiry relative to that day.
+    result = invoke("--now", SCENARIO_DAY, PUBLIC, CORPUS)
     lines = result.stdout.splitlines()
     failed = [line for line in lines if line.startswith("FAIL ")]
     assert not failed, "\n".join(failed)
@@ -204,3 +208,12 @@ def test_verbose_shows_commands_decisions_and_replies() -> None:
     assert "turn 1: Please restart nginx on web-1." in out
     assert "$ systemctl restart nginx -> needs_approval (held for approval)" in out
     assert "approv" in out.lower()
+
+
+def test_now_pins_the_clock_for_certificate_expiry() -> None:
+    cert = CORPUS / "webserver-tls-certificate-expiring-soon.yaml"
+    assert invoke("--now", SCENARIO_DAY, cert).exit_code == 0
+    later = invoke("--now", "2027-01-15T00:00:00Z", cert)
+    assert later.exit_code == 1 and "FAIL webserver-tls-certificate-expiring-soon" in later.stdout
+    bad = invoke("--now", "next tuesday", cert)
+    assert bad.exit_code == 2 and "not an ISO 8601 date" in bad.output

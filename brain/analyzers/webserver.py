@@ -376,7 +376,7 @@ def certificate(output: Output, facts: Facts) -> Analysis:
     path = str(output.params.get("path", output.item or "the certificate"))
     if cert is None or cert.not_after is None:
         return Analysis(summary="no certificate dates in the output")
-    now = datetime.now(UTC)
+    now = datetime.fromisoformat(str(facts["now"])) if facts.get("now") else datetime.now(UTC)
     days = (cert.not_after - now).days
     date = cert.not_after.strftime("%Y-%m-%d %H:%M UTC")
     result = Analysis(summary=f"{cert.subject}: valid until {date}")
