@@ -15,7 +15,9 @@ from permissions.programs import known_programs, load_programs
 EXPLICIT = re.compile(r"^\s*(?:please\s+)?(?:run|execute|exec)\s*:?\s+(?P<cmd>.+?)\s*$", re.IGNORECASE | re.DOTALL)
 # "now run kubectl ...", "can you run `df -h`": a command named mid-sentence, taken only when
 # its first word is a program the policy knows (so "run the diagnostics" stays prose).
-EXPLICIT_INNER = re.compile(r"\b(?:run|execute)\s*:?\s+(?P<cmd>[a-z0-9_./-]+(?:\s.*)?)$", re.IGNORECASE | re.DOTALL)
+EXPLICIT_INNER = re.compile(
+    r"\b(?:run|execute|do|try|type)\s*:?\s+(?P<cmd>[a-z0-9_./-]+(?:\s.*)?)$", re.IGNORECASE | re.DOTALL
+)
 BACKTICKS = re.compile(r"`(?P<cmd>[^`]+)`")
 # Words that end a command typed straight into the chat (no program takes them as arguments here).
 PROSE_TAIL = frozenset(

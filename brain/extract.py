@@ -59,6 +59,7 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
             rf"\bns\s+{NAME}",
             rf"(?:^|\s){NAME}\s+namespace\b",
             rf"\bnamespace\s+{NAME}",
+            rf"\b(?:shipped|deployed|released|rolled\s+out|pushed|promoted)\s+\S+\s+(?:to|into|in)\s+{NAME}",
             rf"\bin\s+(?:the\s+)?{NAME}",  # loose: see SOFT
         ],
         "pod": [
@@ -92,7 +93,7 @@ PATTERNS: dict[str, list[re.Pattern[str]]] = {
 ALIASES = {"server": {"apache": "apache2"}}
 # Loose patterns ("in X") match much ordinary prose ("in ImagePullBackOff", "in a loop"): a
 # candidate from them that fails its validator is skipped, not reported; it is never cut down.
-SOFT = {("namespace", PATTERNS["namespace"][-1].pattern)}
+SOFT = {("namespace", PATTERNS["namespace"][-1].pattern), ("namespace", PATTERNS["namespace"][-2].pattern)}
 
 
 @dataclass

@@ -76,6 +76,9 @@ def pods(output: Output, facts: Facts) -> Analysis:
     if not rows:
         return Analysis(summary=f"no pods{where}", facts={"no_pods": True})
     bad = [r for r in rows if _unhealthy(r)]
+    if not bad:
+        # Running and ready now, but restarting over and over: a crash between two probes still counts.
+        bad = sorted((r for r in rows if r.restarts >= 3), key=lambda r: -r.restarts)[:3]
     app = str(facts.get("app") or "")
     message = str(facts.get("message") or "")
     named = [r for r in bad if said(r.name, message)]
