@@ -145,6 +145,10 @@ class RunbookBrain:
             yield from self._start(action, found, state)
         elif answers and runbook_score < 3:
             yield from self._continue(pending, found, state)
+        elif runbook is not None and runbook.name == state.last_runbook and self._follow_up(text) and not node_changed:
+            # A question about the diagnosis just made ("what labels do those pods carry?") is answered
+            # from it: same evidence, re-read, not a fresh start from the question's few words.
+            yield from self._start(runbook, found, state, reuse=True)
         elif runbook is not None:
             for slot in SUBJECT_SLOTS:
                 state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
@@ -184,15 +188,17 @@ class RunbookBrain:
         pool: list[Runbook] | list[Action] = self.squad.runbooks if pending["kind"] == "runbook" else self.squad.actions
         return next((item for item in pool if item.name == pending["name"]), None)
 
-    def _learn(self, found: Extraction, state: State) -> None:
+    def _learn(self, found: Extraction, state: State, *, follow_up: bool = False) -> None:
         for slot, value in found.values.items():
             state.facts[slot] = value
+        # Analyzers may revise a guessed default (nginx -> apache2) but never what the user said.
+        state.facts["user_slots"] = {**state.facts.get("user_slots", {}), **dict.fromkeys(found.values, True)}
+        if follow_up and state.facts.get("message"):
+            return  # the diagnosis being followed up keeps the words it started from
         # Analyzers may narrow to names the user wrote. Redacted before lower-casing: the secret
         # patterns are case-sensitive (AKIA..., -----BEGIN ...), and state is stored.
         state.facts["message"] = redact(found.text)[0].lower()
         state.facts["raw_message"] = redact(found.text)[0]  # case kept: paths, names
-        # Analyzers may revise a guessed default (nginx -> apache2) but never what the user said.
-        state.facts["user_slots"] = {**state.facts.get("user_slots", {}), **dict.fromkeys(found.values, True)}
 
     def _start(self, target: Runbook | Action, found: Extraction, state: State, *, reuse: bool = False) -> Turn:
         relevant = set(target.needs) | set(_slots_of(target))
@@ -200,7 +206,7 @@ class RunbookBrain:
         if errors:
             yield Say(render("replies/invalid", errors=errors))
             return
-        self._learn(found, state)
+        self._learn(found, state, follow_up=reuse)
         for slot, value in target.defaults.items():
             state.facts.setdefault(slot, value)
         missing = [slot for slot in target.needs if not state.facts.get(slot)]

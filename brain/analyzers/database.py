@@ -219,6 +219,15 @@ def long_queries(output: Output, facts: Facts) -> Analysis:
         )
     if result.findings:
         result.facts["longest_pid"] = result.findings[0].data.get("pid")
+    commits = [r for r in rows if r.get("query", "").strip().upper().startswith("COMMIT") and r.get("wait_event_type") == "IPC"]
+    if commits:
+        result.facts["commit_waits"] = True
+        result.add(
+            "commit_waits_sync", Severity.PROBLEM,
+            f"{len(commits)} sessions wait in COMMIT on IPC (pids {', '.join(r.get('pid', '?') for r in commits[:5])}): "
+            "with synchronous replication each commit waits until a synchronous replica confirms it, so a slow or "
+            "lagging synchronous replica slows every write.",
+        )
     return result
 
 
@@ -256,10 +265,13 @@ def replication(output: Output, facts: Facts) -> Analysis:
                 "conflicts on the replica, or its CPU/disk)"
             )
             result.facts["lagging"] = True
+            sync = r.get("sync_state") in ("sync", "quorum")
+            effect = ("it is a synchronous replica, so every COMMIT on the primary waits for it: writes slow down"
+                      if sync else "reads from it return stale data")
             result.add(
                 "replica_lag", Severity.CAUSE,
                 f"Replica {name} is {r.get('replay_lag_size') or '?'} behind (replay lag {pg.format_duration(lag)}, "
-                f"state {r.get('state')}, {r.get('sync_state')}): reads from it return stale data. The {where}.",
+                f"state {r.get('state')}, {r.get('sync_state')}): {effect}. The {where}.",
                 replica=name,
             )
         else:
@@ -372,6 +384,13 @@ LOG_CAUSES = [
         re.compile(r'password authentication failed for user "(?P<user>[^"]+)"'),
         "pg_auth_failed",
         "Password authentication fails for user {user} ({count} times).",
+    ),
+    (
+        re.compile(r"could not map anonymous shared memory"),
+        "pg_shared_memory",
+        "PostgreSQL cannot start: it could not map its shared memory (\"{line}\"). The amount it asks for grows "
+        "with shared_buffers and max_connections: a recent increase of max_connections (or shared_buffers) is the "
+        "usual cause; lower it, or give the machine the memory (and huge pages) it needs.",
     ),
     (
         re.compile(r'lock file "(?P<file>[^"]*postmaster\.pid)" already exists'),

@@ -232,11 +232,15 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
         if wanted and info.namespace == orphan.get("namespace") and name.startswith(str(orphan["service"]).split("-")[0]):
             differ = {key: (value, info.labels.get(key)) for key, value in wanted.items() if info.labels.get(key) != value}
             if differ:
-                shown = ", ".join(f"{key}={have or '(missing)'} where the Service wants {key}={want}" for key, (want, have) in differ.items())
+                shown = "; ".join(
+                    f"{key}={have}" if have else f"no {key} label" for key, (_, have) in differ.items()
+                )
+                labels = ", ".join(f"{k_}={v}" for k_, v in info.labels.items()) or "none"
                 result.add(
                     "selector_label_mismatch", Severity.CAUSE,
-                    f"Pod {name} ({info.status}) has {shown}: Service {orphan['service']}'s selector {orphan['selector']} "
-                    f"does not match its labels, so the Service has no endpoints. Fix the selector or the labels.",
+                    f"Pod {name} ({info.status}) carries the labels {labels} ({shown}), so no pod matches Service "
+                    f"{orphan['service']}'s selector {orphan['selector']} and the Service has no endpoints. Fix the "
+                    "selector or the labels.",
                     service=orphan["service"], selector=orphan["selector"],
                 )
     for c in info.init_containers:

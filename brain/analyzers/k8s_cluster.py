@@ -253,6 +253,18 @@ def describe_nodes(output: Output, facts: Facts) -> Analysis:
             result.add("node_taints", Severity.INFO, f"Node {n.name} taints: {', '.join(n.taints)}.")
         if n.unschedulable:
             result.add("node_cordoned", Severity.PROBLEM, f"Node {n.name} is cordoned (unschedulable).")
+    wanted = k.parse_selector(str(facts.get("pending_node_selector") or ""))
+    if wanted:
+        for key, value in wanted.items():
+            present = sorted({f"{key}={n.labels[key]}" for n in nodes if key in n.labels})
+            matching = [n.name for n in nodes if n.labels.get(key) == value]
+            result.add(
+                "node_labels", Severity.CAUSE if not matching else Severity.INFO,
+                f"The pod wants {key}={value}; "
+                + (f"nodes {', '.join(matching)} have it." if matching else
+                   f"no node has it. The nodes carry {', '.join(present) or f'no {key} label at all'}"
+                   + " (" + "; ".join(f"{n.name}: {n.labels.get(key, '-')}" for n in nodes) + ")."),
+            )
     for n in nodes:
         if n.allocatable:
             free = {r: _amount(r, n.allocatable.get(r, "0")) - _amount(r, n.allocated.get(r, ("0", ""))[0]) for r in ("cpu", "memory")}

@@ -89,7 +89,24 @@ def ssh_log(output: Output, facts: Facts) -> Analysis:
         result.add("ssh_accepted", Severity.INFO, f"Successful logins: {who}; none came from the failing sources, so no attempt succeeded.")
     elif attempts and not accepted:
         result.add("ssh_none_accepted", Severity.INFO, "No attempt from these sources succeeded: no accepted login in this window.")
-    if attackers and not breached:
+    if not attackers and len(sources) >= 5 and len(attempts) >= BRUTE_FORCE * 2:
+        nets = Counter(
+            str(ipaddress.ip_network(f"{s_}/24", strict=False)) for s_ in sources if isinstance(_address(s_), ipaddress.IPv4Address)
+        )
+        if nets:
+            net, count = nets.most_common(1)[0]
+            if count >= 5:
+                subnet_attempts = sum(n for s_, n in sources.items() if _address(s_) in ipaddress.ip_network(net))
+                attackers = [net]
+                result.facts["attackers"] = [s_ for s_ in sources if _address(s_) in ipaddress.ip_network(net)]
+                result.add(
+                    "ssh_distributed", Severity.CAUSE,
+                    f"Yes: a distributed SSH brute-force attack from {count} different addresses in the same subnet "
+                    f"{net} ({subnet_attempts} failed attempts). No single address crosses a per-IP ban threshold "
+                    "(which is why fail2ban-style bans miss it): block the whole range.",
+                    source=net,
+                )
+    if attackers and not breached and not any(f.code == "ssh_distributed" for f in result.findings):
         result.facts["bruteforce"] = True
         result.add(
             "ssh_bruteforce", Severity.CAUSE,

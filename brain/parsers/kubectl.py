@@ -517,6 +517,7 @@ class NodeInfo:
     allocatable: dict[str, str]
     allocated: dict[str, tuple[str, str]]
     allocated_percent: dict[str, int]
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def describe_nodes(text: str) -> list[NodeInfo]:
@@ -532,6 +533,7 @@ def describe_nodes(text: str) -> list[NodeInfo]:
             name=doc.value("Name"), taints=_multi(doc.get("Taints")),
             unschedulable=doc.value("Unschedulable").lower() == "true", conditions=_conditions(doc.get("Conditions")),
             allocatable=_children(doc.get("Allocatable")), allocated=allocated, allocated_percent=percent,
+            labels=parse_selector(",".join(_multi(doc.get("Labels")))),
         ))
     return nodes
 
