@@ -27,6 +27,7 @@ class RecordKind(StrEnum):
     EXECUTION_FINISHED = "execution_finished"
     EXECUTION_INTERRUPTED = "execution_interrupted"
     APPROVAL_RESOLVED = "approval_resolved"
+    NODE_ADMIN = "node_admin"  # a node registered, its token rotated, or revoked
 
 
 class AuditRecord(Base):

@@ -6,7 +6,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
 from permissions.argv import Refused, check_hygiene
+from storage.db import Base
 from permissions.models import NodeContext
 from permissions.validators import normalise_path
 
@@ -91,3 +95,21 @@ class NodeConfig(BaseModel):
     def context(self) -> NodeContext:
         """What the policy engine needs of this node."""
         return NodeContext.of(self.name, self.labels, self.programs, self.program_args)
+
+
+class NodeRecord(Base):
+    """A node whose agent connects to this control plane. Its token is stored only as a hash."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    labels: Mapped[str] = mapped_column(Text, default="{}")
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    token_generation: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen: Mapped[str | None] = mapped_column(String(40))
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    facts: Mapped[str] = mapped_column(Text, default="{}")

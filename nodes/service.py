@@ -1,14 +1,26 @@
-"""Finding configured nodes."""
+"""Nodes: those configured in ``nodes.yaml``, and those registered here whose agents connect out."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from audit.models import RecordKind
+from audit.service import append
 from config.yaml_loader import safe_load
-from nodes.models import LOCAL_NODE, NodeConfig
+from nodes.models import LOCAL_NODE, NodeConfig, NodeRecord
 
 
 class NodeNotFound(LookupError):
@@ -37,3 +49,111 @@ def get_node(nodes: dict[str, NodeConfig], name: str) -> NodeConfig:
         return nodes[name]
     except KeyError:
         raise NodeNotFound(f"unknown node {name!r}; known nodes: {', '.join(sorted(nodes))}") from None
+
+
+# -- registered nodes (agents that connect out) -------------------------------------------
+
+TOKEN_PREFIX = "sqn_"
+NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
+LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._/-]{0,62}[A-Za-z0-9])?")
+
+
+class NodeRegistryError(ValueError):
+    """A registry request was refused; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A node's credentials, shown once: only the token's hash is kept."""
+
+    node_id: str
+    name: str
+    token: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _new_token() -> str:
+    # 256 random bits: a fast hash is enough to store it (nothing to brute-force).
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def _audit(session: Session, *, action: str, record: NodeRecord, actor: str | None) -> None:
+    append(session, kind=RecordKind.NODE_ADMIN, actor=actor, node=record.name,
+           details={"action": action, "node_id": record.id, "token_generation": record.token_generation})
+
+
+def create_node(session: Session, *, name: str, labels: dict[str, str], actor: str | None) -> IssuedToken:
+    """Register a node; returns its id and token (shown once). The action is audited."""
+    if not NODE_NAME.fullmatch(name):
+        raise NodeRegistryError(
+            f"node name {name!r} is not allowed: use 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit (e.g. web-7)"
+        )
+    for key, value in labels.items():
+        if not LABEL.fullmatch(key) or not LABEL.fullmatch(value or "x"):
+            raise NodeRegistryError(f"label {key}={value}: keys and values are letters, digits, '.', '_', '-' and '/'")
+    if session.scalar(select(NodeRecord).where(NodeRecord.name == name)) is not None:
+        raise NodeRegistryError(f"a node named {name!r} already exists; rotate its token or revoke it instead")
+    token = _new_token()
+    record = NodeRecord(
+        id=uuid.uuid4().hex, name=name, labels=json.dumps(labels, sort_keys=True), token_sha256=_hash(token),
+        token_generation=1, created_at=_now(), created_by=actor, revoked=False, facts="{}",
+    )
+    session.add(record)
+    session.flush()
+    _audit(session, action="created", record=record, actor=actor)
+    return IssuedToken(node_id=record.id, name=name, token=token)
+
+
+def find_node(session: Session, ref: str) -> NodeRecord:
+    """A registered node by id or name, or ``NodeNotFound``."""
+    record = session.get(NodeRecord, ref) or session.scalar(select(NodeRecord).where(NodeRecord.name == ref))
+    if record is None:
+        raise NodeNotFound(f"no registered node {ref!r}; `squads node list` shows them")
+    return record
+
+
+def rotate_token(session: Session, *, ref: str, actor: str | None) -> IssuedToken:
+    """A new token for the node; the old one stops working at once. Audited."""
+    record = find_node(session, ref)
+    if record.revoked:
+        raise NodeRegistryError(f"node {record.name} is revoked; register it again under a new name")
+    token = _new_token()
+    record.token_sha256 = _hash(token)
+    record.token_generation += 1
+    _audit(session, action="token_rotated", record=record, actor=actor)
+    return IssuedToken(node_id=record.id, name=record.name, token=token)
+
+
+def revoke_node(session: Session, *, ref: str, actor: str | None) -> NodeRecord:
+    """Revoke the node: its token never authenticates again. Audited."""
+    record = find_node(session, ref)
+    if not record.revoked:
+        record.revoked = True
+        _audit(session, action="revoked", record=record, actor=actor)
+    return record
+
+
+def list_registered(session: Session) -> list[NodeRecord]:
+    """Every registered node, by name."""
+    return list(session.scalars(select(NodeRecord).order_by(NodeRecord.name)))
+
+
+def authenticate(session: Session, *, node_id: str, token: str) -> NodeRecord:
+    """The node these credentials belong to, or ``NodeRegistryError`` saying why not.
+
+    The comparison is constant-time, and a wrong id costs the same as a wrong token."""
+    record = session.get(NodeRecord, node_id)
+    expected = record.token_sha256 if record is not None else _hash("\0no such node")
+    if not hmac.compare_digest(expected, _hash(token)) or record is None:
+        raise NodeRegistryError("node id or token is wrong")
+    if record.revoked:
+        raise NodeRegistryError(f"node {record.name} is revoked")
+    return record

@@ -6,6 +6,7 @@ import typer
 
 from audit.cli import app as audit_app
 from evals.cli import eval_command
+from nodes.cli import app as node_app
 from squads.chat import chat_command
 from transcripts.cli import app as transcript_app
 from permissions.cli import app as policy_app
@@ -22,6 +23,7 @@ app.command("run")(run)
 app.command("eval")(eval_command)
 app.command("chat")(chat_command)
 app.add_typer(transcript_app, name="transcript")
+app.add_typer(node_app, name="node")
 
 
 def main() -> None:
