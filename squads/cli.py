@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from audit.cli import app as audit_app
+from auth.cli import app as token_app
+from chat_server.cli import serve_command
 from evals.cli import eval_command
 from nodes.cli import app as node_app
 from squads.chat import chat_command
@@ -24,6 +26,8 @@ app.command("eval")(eval_command)
 app.command("chat")(chat_command)
 app.add_typer(transcript_app, name="transcript")
 app.add_typer(node_app, name="node")
+app.add_typer(token_app, name="token")
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -1,0 +1,29 @@
+"""``squads serve``: the control plane under uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from chat_server.app import create_app
+from squads.context import load_context
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on (use 0.0.0.0 behind a reverse proxy only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8700,
+    tls_cert: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+) -> None:
+    """Run the control plane on the embedded defaults (SQLite) unless SQUADS_DATABASE_URL says otherwise."""
+    if (tls_cert is None) != (tls_key is None):
+        typer.echo("error: give both --tls-cert and --tls-key, or neither (and terminate TLS in a proxy)", err=True)
+        raise typer.Exit(2)
+    app = create_app(load_context())
+    uvicorn.run(
+        app, host=host, port=port, log_level="info",
+        ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None,
+    )
