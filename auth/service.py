@@ -6,10 +6,7 @@ compared in constant time, so a guess can neither be timed nor looked up.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.models import ApiToken
+from auth.tokens import matches, new_secret, secret_hash
 
 TOKEN = re.compile(r"sqa_(?P<id>[0-9a-f]{32})\.(?P<secret>[A-Za-z0-9_-]{20,100})")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,98}[A-Za-z0-9]|[A-Za-z0-9]")
@@ -36,18 +34,14 @@ class IssuedApiToken:
     token: str
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def create_api_token(session: Session, *, name: str, actor: str | None) -> IssuedApiToken:
     """A new API token called ``name``; the whole token is returned once."""
     if not NAME.fullmatch(name):
         raise TokenError(f"token name {name!r}: use letters, digits, spaces, '.', '_' or '-' (1-100 characters)")
     if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
         raise TokenError(f"a token named {name!r} exists; revoke it or choose another name")
-    token_id, secret = uuid.uuid4().hex, secrets.token_urlsafe(32)
-    session.add(ApiToken(id=token_id, name=name, secret_sha256=_hash(secret),
+    token_id, secret = uuid.uuid4().hex, new_secret()
+    session.add(ApiToken(id=token_id, name=name, secret_sha256=secret_hash(secret),
                          created_at=datetime.now(UTC).isoformat(), created_by=actor, revoked=False))
     return IssuedApiToken(id=token_id, name=name, token=f"sqa_{token_id}.{secret}")
 
@@ -56,9 +50,8 @@ def authenticate_token(session: Session, token: str) -> ApiToken:
     """The token's record, or ``TokenError`` (the same message for every kind of wrong token)."""
     parsed = TOKEN.fullmatch(token.strip())
     record = session.get(ApiToken, parsed["id"]) if parsed else None
-    expected = record.secret_sha256 if record is not None else _hash("\0no such token")
-    given = _hash(parsed["secret"]) if parsed else _hash("")
-    if not hmac.compare_digest(expected, given) or record is None or record.revoked:
+    secret = parsed["secret"] if parsed else ""
+    if not matches(record.secret_sha256 if record else None, secret) or record is None or record.revoked:
         raise TokenError("invalid or revoked API token")
     record.last_used = datetime.now(UTC).isoformat()
     return record

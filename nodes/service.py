@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit.models import RecordKind
+from auth.tokens import matches, new_secret, secret_hash
 from audit.service import append
 from config.yaml_loader import safe_load
 from nodes.models import LOCAL_NODE, NodeConfig, NodeRecord
@@ -71,17 +69,12 @@ class IssuedToken:
     token: str
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
 def _new_token() -> str:
-    # 256 random bits: a fast hash is enough to store it (nothing to brute-force).
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return TOKEN_PREFIX + new_secret()
 
 
 def _audit(session: Session, *, action: str, record: NodeRecord, actor: str | None) -> None:
@@ -103,7 +96,7 @@ def create_node(session: Session, *, name: str, labels: dict[str, str], actor: s
         raise NodeRegistryError(f"a node named {name!r} already exists; rotate its token or revoke it instead")
     token = _new_token()
     record = NodeRecord(
-        id=uuid.uuid4().hex, name=name, labels=json.dumps(labels, sort_keys=True), token_sha256=_hash(token),
+        id=uuid.uuid4().hex, name=name, labels=json.dumps(labels, sort_keys=True), token_sha256=secret_hash(token),
         token_generation=1, created_at=_now(), created_by=actor, revoked=False, facts="{}",
     )
     session.add(record)
@@ -126,7 +119,7 @@ def rotate_token(session: Session, *, ref: str, actor: str | None) -> IssuedToke
     if record.revoked:
         raise NodeRegistryError(f"node {record.name} is revoked; register it again under a new name")
     token = _new_token()
-    record.token_sha256 = _hash(token)
+    record.token_sha256 = secret_hash(token)
     record.token_generation += 1
     _audit(session, action="token_rotated", record=record, actor=actor)
     return IssuedToken(node_id=record.id, name=record.name, token=token)
@@ -151,8 +144,8 @@ def authenticate(session: Session, *, node_id: str, token: str) -> NodeRecord:
 
     The comparison is constant-time, and a wrong id costs the same as a wrong token."""
     record = session.get(NodeRecord, node_id)
-    expected = record.token_sha256 if record is not None else _hash("\0no such node")
-    if not hmac.compare_digest(expected, _hash(token)) or record is None:
+    if record is None or not matches(record.token_sha256, token):
+        matches(None, token)  # the same work for an unknown id as for a wrong token
         raise NodeRegistryError("node id or token is wrong")
     if record.revoked:
         raise NodeRegistryError(f"node {record.name} is revoked")
