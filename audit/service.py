@@ -501,6 +501,13 @@ def display_text(value: str) -> str:
     return "".join(_escape(ch) for ch in value)
 
 
+def display_lines(text: str) -> str:
+    """Multi-line ``text`` for a terminal or a Markdown block: tabs as spaces, and on each line every
+    control, escape and invisible character as ``\\uXXXX`` (a ``\\r`` or an ANSI sequence from
+    command output can neither end a block, move the cursor nor hide what was printed above it)."""
+    return "\n".join(display_text(line.replace("\t", "    ")) for line in text.split("\n"))
+
+
 def display_argv(argv: Sequence[str]) -> str:
     """A JSON array for humans in which nothing can spoof the terminal.
 

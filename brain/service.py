@@ -197,8 +197,9 @@ class RunbookBrain:
             return  # the diagnosis being followed up keeps the words it started from
         # Analyzers may narrow to names the user wrote. Redacted before lower-casing: the secret
         # patterns are case-sensitive (AKIA..., -----BEGIN ...), and state is stored.
-        state.facts["message"] = redact(found.text)[0].lower()
-        state.facts["raw_message"] = redact(found.text)[0]  # case kept: paths, names
+        clean = redact(found.text)[0]
+        state.facts["message"] = clean.lower()
+        state.facts["raw_message"] = clean  # case kept: paths, names
 
     def _start(self, target: Runbook | Action, found: Extraction, state: State, *, reuse: bool = False) -> Turn:
         relevant = set(target.needs) | set(_slots_of(target))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from functools import lru_cache
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,9 +180,3 @@ def run_scenario(
     report.wall_ms = (time.perf_counter() - started) * 1000
     return report
 
-
-def run_all(
-    items: Iterable[tuple[Path, Scenario]], *, squads: dict[str, SquadSpec], db: Database, now: datetime | None = None
-) -> list[ScenarioReport]:
-    """Run every scenario against one audit database."""
-    return [run_scenario(s, path=p, squads=squads, db=db, now=now) for p, s in items]

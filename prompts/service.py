@@ -7,6 +7,7 @@ end escapes on output instead.
 
 from __future__ import annotations
 
+import shlex
 from functools import lru_cache
 from typing import Any
 
@@ -24,14 +25,8 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters["cmd"] = lambda argv: " ".join(_quote(a) for a in argv)
+    env.filters["cmd"] = shlex.join
     return env
-
-
-def _quote(arg: str) -> str:
-    if arg and all(c.isalnum() or c in "-_./:=,@%+" for c in arg):
-        return arg
-    return "'" + arg.replace("'", "'\\''") + "'"
 
 
 def render(name: str, **context: Any) -> str:

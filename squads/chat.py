@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from audit.service import display_text
+from audit.service import display_lines
 
 from evals.models import ScenarioError, load_scenario
 from evals.runner import scenario_config
@@ -28,11 +28,8 @@ FOLD_LINES = 8
 STYLE = {Verdict.ALLOW.value: "green", Verdict.NEEDS_APPROVAL.value: "yellow", Verdict.DENY.value: "red"}
 
 
-def safe(text: str) -> str:
-    """Text from commands or users as the terminal should see it: line by line, every control,
-    escape and invisible character shown as ``\\uXXXX`` (an ANSI sequence in a log line cannot
-    clear the screen, move the cursor or hide the decision printed above it)."""
-    return "\n".join(display_text(line.replace("\t", "    ")) for line in text.split("\n"))
+# Text from commands or users as the terminal should see it (escape sequences shown, not run).
+safe = display_lines
 
 
 def render_event(console: Console, event: Event, *, full_output: bool = False) -> None:

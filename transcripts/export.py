@@ -13,28 +13,22 @@ import re
 import shlex
 from typing import Any
 
-from audit.service import display_text
+from audit.service import display_lines
 from transcripts.models import ConversationRecord, Event, EventKind
 
 def _shell_words(argv: list[str]) -> str:
     return shlex.join(argv)
 
 
-def _visible(text: str) -> str:
-    """Line by line with control characters shown as \\uXXXX: a \\r (a line end to CommonMark) or
-    an escape sequence from command output can neither end a block nor reach a terminal."""
-    return "\n".join(display_text(line.replace("\t", "    ")) for line in text.split("\n"))
-
-
 def _prose(text: str) -> str:
     """User and squad text: visible characters, and no raw HTML (a log line quoted in a reply
     must not become an <img onerror> in whatever renders the export)."""
-    return html.escape(_visible(text), quote=False)
+    return html.escape(display_lines(text), quote=False)
 
 
 def _fenced(text: str, info: str = "text") -> str:
     # A fence longer than any run of backticks inside keeps command output from closing the block.
-    body = _visible(text.rstrip())
+    body = display_lines(text.rstrip())
     longest = max((len(m) for m in re.findall(r"`+", body)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{info}\n{body}\n{fence}"

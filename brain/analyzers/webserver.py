@@ -282,11 +282,12 @@ def sockets(output: Output, facts: Facts) -> Analysis:
     socks = sp.parse_ss(output.stdout)
     ports = sorted({s.port for s in socks if s.port is not None})
     result = Analysis(summary="listening on " + ", ".join(str(p) for p in ports))
+    checked: set[str] = set()
     for target in [*facts.get("upstreams", []), *facts.get("config_upstreams", [])]:
         host, _, port = str(target).rpartition(":")
-        if not port.isdigit() or f"checked:{target}" in result.facts:
+        if not port.isdigit() or target in checked:
             continue
-        result.facts[f"checked:{target}"] = True
+        checked.add(target)
         listeners = sp.listening_on(socks, int(port), host or None)
         if listeners:
             names = ", ".join(f"{p.name} (pid {p.pid})" for s in listeners for p in s.processes) or "a process"
@@ -325,8 +326,6 @@ def sockets(output: Output, facts: Facts) -> Analysis:
                 f"refused and clients get 502 Bad Gateway. Start (or fix) the application that should listen on port {port}.",
                 upstream=target, port=port,
             )
-    for key in [k for k in result.facts if k.startswith("checked:")]:
-        del result.facts[key]
     return result
 
 
