@@ -316,12 +316,18 @@ def record_finished(session: Session, *, started: AuditRecord, result: ExecResul
             "timed_out": bool(getattr(result, "timed_out", False)),
             "stdout_truncated": bool(getattr(result, "stdout_truncated", False)),
             "stderr_truncated": bool(getattr(result, "stderr_truncated", False)),
+            **dict(getattr(result, "meta", None) or {}),
         },
     )
 
 
-def record_interrupted(session: Session, *, started_seq: int, reason: str) -> AuditRecord:
-    """Record that an execution will never report its end (crash, kill, lost node)."""
+def record_interrupted(
+    session: Session, *, started_seq: int, reason: str, details: Mapping[str, Any] | None = None
+) -> AuditRecord:
+    """Record that an execution will never report its end (crash, kill, lost node).
+
+    ``details`` says more where it is known, e.g. ``{"ran": False}`` when the
+    executor is certain the command never started (the node was offline)."""
     started = _get(session, started_seq, RecordKind.EXECUTION_STARTED)
     return append(
         session,
@@ -329,6 +335,27 @@ def record_interrupted(session: Session, *, started_seq: int, reason: str) -> Au
         **_context_of(started),
         reason=reason,
         ref_seq=started_seq,
+        details=dict(details or {}),
+    )
+
+
+def record_node_decision(
+    session: Session, *, started_seq: int, verdict: str, rule: str, reason: str
+) -> AuditRecord:
+    """Record the node's own policy decision on a command the control plane allowed.
+
+    The node agent decides again before it runs anything; when it refuses, this
+    record stands beside the control plane's decision so both are on file."""
+    started = _get(session, started_seq, RecordKind.EXECUTION_STARTED)
+    return append(
+        session,
+        kind=RecordKind.DECISION,
+        **_context_of(started),
+        decision=verdict,
+        rule=rule,
+        reason=redact(reason)[0],
+        ref_seq=started_seq,
+        details={"source": "node", "node_policy": True},
     )
 
 

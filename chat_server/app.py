@@ -1,18 +1,34 @@
-"""The control plane's FastAPI app: health, and the JSON API under /api/ (API token required)."""
+"""The control plane's FastAPI app: health, the JSON API under /api/ and the agent endpoint."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from chat_server import agent_link, commands
 from chat_server.routes import router
+from nodes.hub import Hub
 from squads.context import AppContext
 
 
-def create_app(context: AppContext) -> FastAPI:
+def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
     """The app for ``context`` (settings, database, squads, nodes)."""
-    app = FastAPI(title="Squads control plane", version="0.1.0")
-    app.state.context = context
     _ = context.db  # open (and migrate) the database before the first request, not during it
+    hub = hub or Hub(sessions=context.db.sessions, heartbeat_s=context.settings.agent_heartbeat_s)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(title="Squads control plane", version="0.1.0", lifespan=lifespan)
+    app.state.context = context
+    app.state.hub = hub
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, bool]:
@@ -20,4 +36,6 @@ def create_app(context: AppContext) -> FastAPI:
         return {"ok": True}
 
     app.include_router(router)
+    app.include_router(commands.router)
+    agent_link.mount(app)
     return app

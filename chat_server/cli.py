@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -23,7 +23,22 @@ def serve_command(
         typer.echo("error: give both --tls-cert and --tls-key, or neither (and terminate TLS in a proxy)", err=True)
         raise typer.Exit(2)
     app = create_app(load_context())
-    uvicorn.run(
-        app, host=host, port=port, log_level="info",
-        ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None,
-    )
+    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(tls_cert=tls_cert, tls_key=tls_key))
+
+
+def uvicorn_options(*, tls_cert: Path | None = None, tls_key: Path | None = None) -> dict[str, Any]:
+    """How uvicorn serves the control plane (shared by ``squads serve`` and the tests).
+
+    The sans-I/O WebSocket implementation without compression keeps an idle agent
+    at about 20 KiB of server memory; a client cannot switch compression on to
+    make the server hold a zlib context per connection. Liveness comes from the
+    agents' heartbeats, so there is no per-connection ping timer either."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
+        "ws_max_size": 1024 * 1024,
+        "ws_ping_interval": None,
+        "timeout_graceful_shutdown": 5,
+        "ssl_certfile": str(tls_cert) if tls_cert else None,
+        "ssl_keyfile": str(tls_key) if tls_key else None,
+    }

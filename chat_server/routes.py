@@ -1,51 +1,18 @@
-"""The JSON API (/api/...). Every route requires an API token (``Authorization: Bearer sqa_...``)."""
+"""The node API (/api/nodes). Every route requires an API token (``Authorization: Bearer sqa_...``)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
-from auth.models import ApiToken
-from auth.service import TokenError, authenticate_token
+from chat_server.deps import HubDep, SessionDep, TokenDep, actor_of
+from nodes.hub import Hub
 from nodes.models import NodeRecord
 from nodes.service import NodeNotFound, NodeRegistryError, create_node, list_registered, revoke_node, rotate_token
-from storage.db import session_scope
 
-bearer = HTTPBearer(auto_error=False)
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """A database session committed when the request succeeds."""
-    with session_scope(request.app.state.context.db.sessions) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def current_token(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> ApiToken:
-    """The caller's API token, or 401."""
-    unauthorized = HTTPException(
-        status.HTTP_401_UNAUTHORIZED, "an API token is required: Authorization: Bearer sqa_... (squads token create)",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise unauthorized
-    try:
-        return authenticate_token(session, credentials.credentials)
-    except TokenError:
-        raise unauthorized from None
-
-
-TokenDep = Annotated[ApiToken, Depends(current_token)]
 router = APIRouter(prefix="/api", tags=["nodes"])
 
 
@@ -63,7 +30,11 @@ class NodeOut(BaseModel):
     name: str
     labels: dict[str, str]
     revoked: bool
+    online: bool = Field(description="Its agent is connected to this control plane now.")
     last_seen: str | None
+    connected_since: str | None = None
+    peer: str | None = Field(default=None, description="The address the agent connected from.")
+    running: int = Field(default=0, description="Commands in flight on it.")
     agent_version: str | None
     facts: dict[str, Any]
 
@@ -76,49 +47,56 @@ class IssuedOut(BaseModel):
     token: str
 
 
-def _out(record: NodeRecord) -> NodeOut:
+def _out(record: NodeRecord, hub: Hub) -> NodeOut:
+    state = hub.state(record.name)
     return NodeOut(
         id=record.id, name=record.name, labels=json.loads(record.labels), revoked=record.revoked,
-        last_seen=record.last_seen, agent_version=record.agent_version, facts=json.loads(record.facts),
+        online=state.online and not record.revoked, last_seen=state.last_seen or record.last_seen,
+        connected_since=state.connected_since, peer=state.peer, running=state.running,
+        agent_version=record.agent_version, facts=json.loads(record.facts),
     )
 
 
-def _actor(token: ApiToken) -> str:
-    return f"token:{token.name}"
+
 
 
 @router.get("/nodes")
-def list_nodes(session: SessionDep, token: TokenDep) -> list[NodeOut]:
-    """Registered nodes with their state."""
-    return [_out(r) for r in list_registered(session)]
+def list_nodes(session: SessionDep, token: TokenDep, hub: HubDep) -> list[NodeOut]:
+    """Registered nodes with their state: online now, last seen, agent version and facts."""
+    return [_out(r, hub) for r in list_registered(session)]
 
 
 @router.post("/nodes", status_code=status.HTTP_201_CREATED)
 def register_node(body: NodeIn, session: SessionDep, token: TokenDep) -> IssuedOut:
     """Register a node; the response holds its token, which is never shown again."""
     try:
-        issued = create_node(session, name=body.name, labels=body.labels, actor=_actor(token))
+        issued = create_node(session, name=body.name, labels=body.labels, actor=actor_of(token))
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     return IssuedOut(node_id=issued.node_id, name=issued.name, token=issued.token)
 
 
 @router.post("/nodes/{ref}/rotate")
-def rotate(ref: str, session: SessionDep, token: TokenDep) -> IssuedOut:
-    """A new token for the node; the old one stops working at once."""
+def rotate(ref: str, session: SessionDep, token: TokenDep, hub: HubDep) -> IssuedOut:
+    """A new token for the node; the old one stops working at once (a connected agent is closed)."""
     try:
-        issued = rotate_token(session, ref=ref, actor=_actor(token))
+        issued = rotate_token(session, ref=ref, actor=actor_of(token))
     except NodeNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    session.commit()
+    hub.kick_blocking(issued.name, "this node's token was rotated")
     return IssuedOut(node_id=issued.node_id, name=issued.name, token=issued.token)
 
 
 @router.post("/nodes/{ref}/revoke")
-def revoke(ref: str, session: SessionDep, token: TokenDep) -> NodeOut:
-    """Revoke the node: its token never authenticates again."""
+def revoke(ref: str, session: SessionDep, token: TokenDep, hub: HubDep) -> NodeOut:
+    """Revoke the node: its token never authenticates again, and a connected agent is closed."""
     try:
-        return _out(revoke_node(session, ref=ref, actor=_actor(token)))
+        record = revoke_node(session, ref=ref, actor=actor_of(token))
     except NodeNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    session.commit()
+    hub.kick_blocking(record.name, "this node was revoked")
+    return _out(record, hub)

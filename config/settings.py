@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     )
     default_timeout_s: float = 30.0
     max_output_bytes: int = 256 * 1024
+    public_url: str = Field(
+        default="http://127.0.0.1:8700",
+        description="Where agents reach the control plane (shown in the install command); https:// off loopback.",
+    )
+    agent_heartbeat_s: float = Field(default=20.0, gt=0, description="How often agents say they are alive.")
 
     @property
     def effective_database_url(self) -> str:

@@ -139,6 +139,20 @@ def list_registered(session: Session) -> list[NodeRecord]:
     return list(session.scalars(select(NodeRecord).order_by(NodeRecord.name)))
 
 
+def registered_configs(session: Session) -> dict[str, NodeConfig]:
+    """Registered, unrevoked nodes as policy sees them: labels, and programs where the agent found them."""
+    configs: dict[str, NodeConfig] = {}
+    for record in session.scalars(select(NodeRecord).where(NodeRecord.revoked.is_(False))):
+        labels = json.loads(record.labels or "{}")
+        found = json.loads(record.facts or "{}").get("programs") or {}
+        try:
+            configs[record.name] = NodeConfig(name=record.name, labels=labels, programs=found)
+        except ValidationError:
+            # Facts are the agent's claim; a bad one must not hide the node (its own paths apply there anyway).
+            configs[record.name] = NodeConfig(name=record.name, labels=labels)
+    return configs
+
+
 def authenticate(session: Session, *, node_id: str, token: str) -> NodeRecord:
     """The node these credentials belong to, or ``NodeRegistryError`` saying why not.
 

@@ -12,13 +12,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from config.yaml_loader import safe_load
 
 from permissions.validators import Validator, from_spec
+
+PROGRAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
 class Style(StrEnum):
@@ -193,6 +198,47 @@ def load_programs(path: Path | None = None) -> dict[str, ProgramSpec]:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping of program name to spec")
     return {name: build_program(name, raw) for name, raw in data.items()}
+
+
+def programs_from_document(
+    data: object, *, source: str, shipped: Mapping[str, ProgramSpec]
+) -> dict[str, ProgramSpec]:
+    """Programs a site adds (``{programs: {name: spec}}``), validated like the shipped ones.
+
+    A site may add programs but not redefine a shipped one: loosening kubectl's
+    flag policy by accident in a site file must not be possible."""
+    if not isinstance(data, dict) or not isinstance(data.get("programs", {}), dict):
+        raise ValueError(f"{source}: expected a mapping with a 'programs' mapping of name to spec")
+    added: dict[str, ProgramSpec] = {}
+    for name, raw in (data.get("programs") or {}).items():
+        if not isinstance(name, str) or not PROGRAM_NAME.fullmatch(name):
+            raise ValueError(f"{source}: program name {name!r} must be a plain file name such as 'haproxy'")
+        if name in shipped:
+            raise ValueError(f"{source}: program {name!r} is shipped with Squads and cannot be redefined here")
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: program {name}: expected a mapping (path, options, ...)")
+        try:
+            spec = build_program(name, raw)
+        except (ValueError, ValidationError) as exc:
+            raise ValueError(f"{source}: program {name}: {exc}") from None
+        if not spec.path.startswith("/") or "/../" in spec.path or spec.path.rsplit("/", 1)[-1] in ("", ".."):
+            raise ValueError(f"{source}: program {name}: path must be absolute, got {spec.path!r}")
+        added[name] = spec
+    return added
+
+
+def load_site_programs(folder: Path, *, shipped: Mapping[str, ProgramSpec] | None = None) -> dict[str, ProgramSpec]:
+    """Programs added in ``<folder>/*.yaml`` (a site's ``programs/`` folder), in file-name order."""
+    shipped = load_programs() if shipped is None else shipped
+    added: dict[str, ProgramSpec] = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.y*ml")):
+            try:
+                data = safe_load(path.read_text())
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{path}: not valid YAML: {exc}") from None
+            added.update(programs_from_document(data, source=str(path), shipped={**shipped, **added}))
+    return added
 
 
 def known_programs() -> frozenset[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from agent.cli import app as agent_app
 from audit.cli import app as audit_app
 from auth.cli import app as token_app
 from chat_server.cli import serve_command
@@ -28,6 +29,7 @@ app.add_typer(transcript_app, name="transcript")
 app.add_typer(node_app, name="node")
 app.add_typer(token_app, name="token")
 app.command("serve")(serve_command)
+app.add_typer(agent_app, name="agent")
 
 
 def main() -> None:

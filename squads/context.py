@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from config.settings import Settings, get_settings
 from nodes.models import NodeConfig
-from nodes.service import load_nodes
+from nodes.hub import Hub
+from nodes.remote import RemoteExecutor
+from nodes.service import load_nodes, registered_configs
+from sqlalchemy import select
 from permissions.engine import PolicyEngine
-from permissions.models import GrantSpec
+from permissions.models import GrantRecord, GrantSpec
+from permissions.programs import ProgramSpec, load_programs, load_site_programs
 from permissions.service import build_engine, load_site_grants, stored_grants
 from squads.models import SquadSpec
 from squads.service import default_grants, load_squads
@@ -17,6 +21,7 @@ from audit.service import sweep_interrupted
 from storage.db import session_scope
 from storage.service import Database, open_database
 from squads.runtime import RuntimeConfig
+from tools.executors.base import Executor
 from tools.executors.local import LocalExecutor
 
 
@@ -30,6 +35,7 @@ class AppContext:
     """Settings, squads, nodes, grants and the database, loaded lazily."""
 
     settings: Settings
+    _engine_cache: tuple[object, PolicyEngine] | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def squads(self) -> dict[str, SquadSpec]:
@@ -49,6 +55,12 @@ class AppContext:
         return database
 
     @cached_property
+    def programs(self) -> dict[str, ProgramSpec]:
+        """The shipped programs plus those the site adds in ``<config>/programs/*.yaml``."""
+        shipped = load_programs()
+        return {**shipped, **load_site_programs(self.settings.effective_config_dir / "programs", shipped=shipped)}
+
+    @cached_property
     def defaults(self) -> list[GrantSpec]:
         return default_grants(self.squads.values())
 
@@ -56,19 +68,50 @@ class AppContext:
         """Site YAML grants plus those stored in the database."""
         with self.db.sessions() as session:
             stored = stored_grants(session)
-        return [*load_site_grants(self.settings.effective_config_dir), *stored]
+        return [*load_site_grants(self.settings.effective_config_dir, programs=self.programs), *stored]
 
     def engine(self, *, with_site: bool = True) -> PolicyEngine:
         """The policy engine: shipped defaults, plus site grants unless told not to."""
-        return build_engine(defaults=self.defaults, site=self.site_grants() if with_site else ())
+        return build_engine(
+            defaults=self.defaults, site=self.site_grants() if with_site else (), programs=self.programs
+        )
 
-    def runtime_config(self, *, with_site: bool = True) -> RuntimeConfig:
-        """What a conversation needs to run commands on this process's nodes (local executor)."""
+    def current_engine(self) -> PolicyEngine:
+        """The engine with site grants, rebuilt only when the stored grants or site files changed.
+
+        A server asks for it on every request; a grant revoked a moment ago must
+        already apply, so the check is a fingerprint, not a timer."""
+        folder = self.settings.effective_config_dir / "grants"
+        files = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(folder.glob("*.y*ml"))) if folder.is_dir() else ()
+        with self.db.sessions() as session:
+            stored = tuple(session.execute(select(GrantRecord.id, GrantRecord.body, GrantRecord.enabled)).all())
+        key = (files, stored)
+        if self._engine_cache is None or self._engine_cache[0] != key:
+            self._engine_cache = (key, self.engine())
+        return self._engine_cache[1]
+
+    def registered_nodes(self) -> dict[str, NodeConfig]:
+        """Nodes whose agents connect to this control plane (configured names win on a clash)."""
+        with self.db.sessions() as session:
+            return {n: c for n, c in registered_configs(session).items() if n not in self.nodes}
+
+    def runtime_config(self, *, with_site: bool = True, hub: Hub | None = None) -> RuntimeConfig:
+        """What a conversation needs to run commands: configured nodes run here (local
+        executor); with a ``hub``, registered nodes too, through their agents."""
+        nodes: dict[str, NodeConfig] = dict(self.nodes)
+        remote: dict[str, NodeConfig] = self.registered_nodes() if hub is not None else {}
+        nodes.update(remote)
+
+        def executor_for(node: NodeConfig) -> Executor:
+            if hub is not None and node.name in remote:
+                return RemoteExecutor(hub, node.name)
+            return local_executor(node)
+
         return RuntimeConfig(
             sessions=self.db.sessions,
-            engine=self.engine(with_site=with_site),
-            nodes=self.nodes,
-            executor_for=local_executor,
+            engine=self.current_engine() if with_site else self.engine(with_site=False),
+            nodes=nodes,
+            executor_for=executor_for,
             timeout_s=self.settings.default_timeout_s,
             max_output=self.settings.max_output_bytes,
         )

@@ -30,7 +30,7 @@ from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
 from storage.db import session_scope
 from tools.execution import execute, run_decided
-from tools.executors.base import ExecResult, Executor
+from tools.executors.base import ExecResult, Executor, ExecutorError
 from tools.models import Effect
 from tools.service import ToolCallError, render, rule_text
 from transcripts import service as transcripts
@@ -170,10 +170,11 @@ class Conversation:
             outcome = run_decided(
                 sessions=self.config.sessions, executor=self.config.executor(node), decision=decision,
                 decision_seq=seq, timeout=self._timeout(approval.get("tool")),
-                max_output=self.config.max_output, **context,
+                max_output=self.config.max_output, approved_by=approver, **context,
             )
         except Exception as exc:
-            yield from self._emit(EventKind.ERROR, {"text": f"node {node.name} could not run it: {exc}"})
+            text = str(exc) if isinstance(exc, ExecutorError) else f"node {node.name} could not run it: {exc}"
+            yield from self._emit(EventKind.ERROR, {"text": text})
             return
         res = outcome.result
         assert res is not None
@@ -267,7 +268,7 @@ class Conversation:
         except Exception as exc:
             # A failure while running is already in the audit log as an interrupted execution; one
             # before the decision (the node's executor could not be set up) ran nothing.
-            message = f"node {node.name} could not run {argv[0]}: {exc}"
+            message = str(exc) if isinstance(exc, ExecutorError) else f"node {node.name} could not run {argv[0]}: {exc}"
             events.extend(self._emit(EventKind.ERROR, {"text": message, "argv": argv}))
             return CallResult(status="error", reason=message, argv=argv, agent=agent, node=node.name, tool=tool)
         if outcome.result is None:

@@ -22,7 +22,7 @@ class Recorder:
         self.calls: list[list[str]] = []
         self.fail = fail
 
-    def run(self, argv: Sequence[str], *, timeout: float, max_output: int) -> ExecResult:
+    def run(self, argv: Sequence[str], *, timeout: float, max_output: int, context: object = None) -> ExecResult:
         self.calls.append(list(argv))
         if self.fail:
             raise RuntimeError("node vanished")

@@ -8,6 +8,9 @@ interrupted execution rather than a silent gap.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from dataclasses import dataclass, replace
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +19,7 @@ from audit import service as audit
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext, Verdict
 from storage.db import session_scope
-from tools.executors.base import ExecResult, Executor
+from tools.executors.base import ExecResult, Executor, ExecutorError, NodeRefused, NotRun, RunContext
 from transcripts.redact import redact
 
 
@@ -59,6 +62,36 @@ def execute(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One node of a fan-out: its policy context and the executor that reaches it."""
+
+    node: NodeContext
+    executor: Executor
+
+
+def execute_many(
+    *,
+    targets: Sequence[Target],
+    parallel: int = 64,
+    **common: Any,
+) -> list[CommandOutcome | ExecutorError]:
+    """``execute`` the same argv on every target, ``parallel`` at a time, in target order.
+
+    Each node gets its own decision and audit records; a node that cannot run
+    it (offline, refused, lost) gives its ``ExecutorError`` in place of an outcome."""
+    def one(target: Target) -> CommandOutcome | ExecutorError:
+        try:
+            return execute(node=target.node, executor=target.executor, **common)
+        except ExecutorError as exc:
+            return exc
+
+    if len(targets) <= 1:
+        return [one(t) for t in targets]
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))), thread_name_prefix="fanout") as pool:
+        return list(pool.map(one, targets))
+
+
 def run_decided(
     *,
     sessions: sessionmaker[Session],
@@ -71,22 +104,28 @@ def run_decided(
     max_output: int,
     conversation_id: str | None = None,
     incident_id: str | None = None,
+    approved_by: str | None = None,
 ) -> CommandOutcome:
-    """Run an allowed (or approved) decision with start and finish records."""
+    """Run an allowed (or approved) decision with start and finish records.
+
+    Every run gets a request id (in the started record) that a node agent uses
+    to run it at most once. An executor that raises leaves an interrupted record
+    saying why, and the node's own refusal is recorded as a decision of its own."""
     if decision.verdict is Verdict.DENY:
         raise ValueError(f"refusing to run a denied command: {decision.reason}")
     exec_argv = decision.exec_argv()
+    request_id = uuid.uuid4().hex
     with session_scope(sessions) as session:
         started = audit.record_started(
             session, argv=list(decision.argv), node=decision.node, timeout_s=timeout, agent=decision.agent,
             actor=actor, squad=squad, decision_seq=decision_seq, conversation_id=conversation_id,
-            incident_id=incident_id, details={"exec_argv": exec_argv},
+            incident_id=incident_id, details={"exec_argv": exec_argv, "request_id": request_id},
         )
+    context = RunContext(decision=decision, request_id=request_id, approved_by=approved_by)
     try:
-        result = executor.run(exec_argv, timeout=timeout, max_output=max_output)
+        result = executor.run(exec_argv, timeout=timeout, max_output=max_output, context=context)
     except BaseException as exc:
-        with session_scope(sessions) as session:
-            audit.record_interrupted(session, started_seq=started.seq, reason=f"executor failed: {exc!r}")
+        _record_failure(sessions, started_seq=started.seq, exc=exc)
         raise
     # Secrets the command printed never leave this function: the audit record and
     # every caller get the redacted text; output_sha256 still proves the raw bytes.
@@ -97,6 +136,21 @@ def run_decided(
         decision=decision, decision_seq=decision_seq, result=result,
         started_seq=started.seq, finished_seq=finished.seq,
     )
+
+
+def _record_failure(sessions: sessionmaker[Session], *, started_seq: int, exc: BaseException) -> None:
+    """Close the started record of a run that gave no result, saying what is known about it."""
+    with session_scope(sessions) as session:
+        if isinstance(exc, NodeRefused):
+            audit.record_node_decision(
+                session, started_seq=started_seq, verdict=exc.verdict, rule=exc.rule, reason=exc.reason
+            )
+        if isinstance(exc, NotRun):
+            audit.record_interrupted(session, started_seq=started_seq, reason=str(exc), details={"ran": False})
+        elif isinstance(exc, ExecutorError):
+            audit.record_interrupted(session, started_seq=started_seq, reason=str(exc))
+        else:
+            audit.record_interrupted(session, started_seq=started_seq, reason=f"executor failed: {exc!r}")
 
 
 def redact_result(result: ExecResult) -> ExecResult:

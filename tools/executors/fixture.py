@@ -10,7 +10,7 @@ from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from tools.executors.base import ExecResult, output_digest
+from tools.executors.base import ExecResult, output_digest, RunContext
 from tools.executors.local import decode_output
 
 
@@ -104,7 +104,9 @@ class FixtureExecutor:
                 best = (pattern.size, fixture)
         return None if best is None else best[1]
 
-    def run(self, argv: Sequence[str], *, timeout: float, max_output: int) -> ExecResult:
+    def run(
+        self, argv: Sequence[str], *, timeout: float, max_output: int, context: RunContext | None = None
+    ) -> ExecResult:
         """Return the recorded output for ``argv``; ``timeout`` has nothing to bound."""
         if isinstance(argv, (str, bytes)) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(f"argv must be a non-empty list of str, got {argv!r}")

@@ -6,10 +6,11 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from tools.executors.base import TRUNCATION_MARKER, ExecResult, output_digest
+from tools.executors.base import TRUNCATION_MARKER, ExecResult, OutputSink, RunContext, output_digest
 
 # Fixed variables every command gets. Pagers and colours are disabled because
 # nobody is at a terminal to page through output, and a pager is a shell escape.
@@ -87,9 +88,11 @@ def decode_output(data: bytes, truncated: bool, limit: int) -> str:
 class _Stream:
     """One captured pipe: the bytes kept up to the cap, and whether more came."""
 
-    def __init__(self, fd: int, limit: int) -> None:
+    def __init__(self, fd: int, limit: int, name: str = "", sink: OutputSink | None = None) -> None:
         self.fd = fd
         self.limit = limit
+        self.name = name
+        self.sink = sink
         self.data = bytearray()
         self.truncated = False
 
@@ -98,10 +101,11 @@ class _Stream:
             return
         room = self.limit - len(self.data)
         if len(chunk) > room:
-            self.data += chunk[:room]
+            chunk = chunk[:room]
             self.truncated = True
-        else:
-            self.data += chunk
+        self.data += chunk
+        if self.sink is not None and chunk:
+            self.sink(self.name, chunk)
 
 
 def _read_chunk(sel: selectors.BaseSelector, stream: _Stream) -> None:
@@ -124,6 +128,13 @@ def _leader_exited(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -164,8 +175,21 @@ class LocalExecutor:
         self._env = clean_environment(env_passthrough, extra_env)
         self._cwd = cwd
 
-    def run(self, argv: Sequence[str], *, timeout: float, max_output: int) -> ExecResult:
-        """Run ``argv`` and return its result; never raises for a failing program."""
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        max_output: int,
+        context: RunContext | None = None,
+        on_output: OutputSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` and return its result; never raises for a failing program.
+
+        ``on_output`` (the node agent's streaming) gets each piece of output as it
+        is read, within the cap; setting ``cancel`` stops the command as a timeout
+        would. ``context`` is not needed to run locally."""
         args = check_argv(argv)
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
@@ -187,7 +211,7 @@ class LocalExecutor:
         except OSError as exc:
             return _spawn_failure(args[0], self._cwd, exc, start)
         try:
-            out, err, timed_out = self._collect(proc, start + timeout, max_output)
+            out, err, timed_out = self._collect(proc, start + timeout, max_output, on_output, cancel)
         finally:
             _signal_group(proc.pid, signal.SIGKILL)
             for pipe in (proc.stdout, proc.stderr):
@@ -210,48 +234,64 @@ class LocalExecutor:
 
     @staticmethod
     def _collect(
-        proc: subprocess.Popen[bytes], deadline: float, max_output: int
+        proc: subprocess.Popen[bytes], deadline: float, max_output: int, sink: OutputSink | None,
+        cancel: threading.Event | None,
     ) -> tuple[_Stream, _Stream, bool]:
         """Read both pipes until the group is done, killed for time, or killed for flooding."""
         assert proc.stdout is not None and proc.stderr is not None
-        out = _Stream(proc.stdout.fileno(), max_output)
-        err = _Stream(proc.stderr.fileno(), max_output)
+        out = _Stream(proc.stdout.fileno(), max_output, "stdout", sink)
+        err = _Stream(proc.stderr.fileno(), max_output, "stderr", sink)
         timed_out = False
         kill_at: float | None = None  # when the whole group gets SIGKILL
         with selectors.DefaultSelector() as sel:
             for stream in (out, err):
                 os.set_blocking(stream.fd, False)
                 sel.register(stream.fd, selectors.EVENT_READ, stream)
-            while True:
-                now = time.monotonic()
-                exited = _leader_exited(proc.pid)
-                if exited and not sel.get_map():
-                    break
-                if kill_at is None:
-                    if out.truncated or err.truncated:
-                        kill_at = now  # a flooding command must not run on
-                    elif exited:
-                        kill_at = now + _EXIT_GRACE  # children still hold the pipes
-                    elif now >= deadline:
-                        timed_out = True
-                        _signal_group(proc.pid, signal.SIGTERM)
-                        kill_at = now + _TERM_GRACE
-                if kill_at is not None and now >= kill_at:
-                    break
-                wait = max(0.0, min(_POLL, (deadline if kill_at is None else kill_at) - now))
-                if sel.get_map():
-                    for key, _ in sel.select(wait):
+            # A pidfd wakes the loop the moment the leader exits, so a command that closed its
+            # pipes costs no polling delay (Linux 5.3+; elsewhere the loop polls).
+            pidfd = _open_pidfd(proc.pid)
+            if pidfd is not None:
+                sel.register(pidfd, selectors.EVENT_READ, None)
+            try:
+                while True:
+                    now = time.monotonic()
+                    exited = _leader_exited(proc.pid)
+                    if exited and pidfd is not None and pidfd in sel.get_map():
+                        sel.unregister(pidfd)  # it stays readable; watching it now would spin
+                    streams_open = any(key.data is not None for key in sel.get_map().values())
+                    if exited and not streams_open:
+                        break
+                    if kill_at is None:
+                        if out.truncated or err.truncated:
+                            kill_at = now  # a flooding command must not run on
+                        elif exited:
+                            kill_at = now + _EXIT_GRACE  # children still hold the pipes
+                        elif now >= deadline or (cancel is not None and cancel.is_set()):
+                            timed_out = True
+                            _signal_group(proc.pid, signal.SIGTERM)
+                            kill_at = now + _TERM_GRACE
+                    if kill_at is not None and now >= kill_at:
+                        break
+                    wait = max(0.0, min(_POLL, (deadline if kill_at is None else kill_at) - now))
+                    if sel.get_map():
+                        for key, _ in sel.select(wait):
+                            if key.data is not None:
+                                _read_chunk(sel, key.data)
+                    else:
+                        time.sleep(min(wait, 0.005))  # pipes closed, no pidfd: only the exit is awaited
+                _signal_group(proc.pid, signal.SIGKILL)
+                if pidfd is not None and pidfd in sel.get_map():
+                    sel.unregister(pidfd)
+                # Keep what was written before the kill, but never wait for EOF: a
+                # process outside the group could hold the pipes open for ever.
+                drain_until = time.monotonic() + _DRAIN_BUDGET
+                while sel.get_map() and time.monotonic() < drain_until:
+                    ready = sel.select(0)
+                    if not ready:
+                        break
+                    for key, _ in ready:
                         _read_chunk(sel, key.data)
-                else:
-                    time.sleep(min(wait, 0.005))  # pipes closed; only the exit is awaited
-            _signal_group(proc.pid, signal.SIGKILL)
-            # Keep what was written before the kill, but never wait for EOF: a
-            # process outside the group could hold the pipes open for ever.
-            drain_until = time.monotonic() + _DRAIN_BUDGET
-            while sel.get_map() and time.monotonic() < drain_until:
-                ready = sel.select(0)
-                if not ready:
-                    break
-                for key, _ in ready:
-                    _read_chunk(sel, key.data)
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
         return out, err, timed_out

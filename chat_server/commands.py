@@ -1,0 +1,89 @@
+"""``POST /api/run``: one command on one or many nodes, through the policy and the audit log.
+
+For automation and for fan-out ("uptime on every web node"). Each node gets its
+own decision and audit records, exactly as a squad's tool call would; a node
+that is offline, refuses or drops answers with its reason instead of a result.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, Field
+
+from chat_server.deps import ContextDep, HubDep, TokenDep, actor_of
+from tools.execution import CommandOutcome, Target, execute_many
+from tools.executors.base import ExecutorError, NotRun
+
+router = APIRouter(prefix="/api", tags=["commands"])
+MAX_TARGETS = 10_000
+
+
+class RunIn(BaseModel):
+    """What to run, as whom, where."""
+
+    agent: str = Field(description="The squad agent whose grants apply, e.g. 'webserver/diagnostician'.",
+                       max_length=200)
+    argv: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(min_length=1, max_length=256)]
+    nodes: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=MAX_TARGETS)
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Also every registered node carrying all these labels."
+    )
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+
+
+class NodeRun(BaseModel):
+    """What happened on one node."""
+
+    node: str
+    decision: str
+    reason: str
+    decision_seq: int | None = None
+    ran: bool = False
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration_ms: int | None = None
+    timed_out: bool = False
+    truncated: bool = False
+    error: str | None = Field(default=None, description="Why there is no result (offline, refused, lost).")
+
+
+def _node_run(node: str, outcome: CommandOutcome | ExecutorError) -> NodeRun:
+    if isinstance(outcome, ExecutorError):
+        return NodeRun(node=node, decision="allow", reason="allowed by the control plane", error=str(outcome),
+                       ran=not isinstance(outcome, NotRun))
+    decision, result = outcome.decision, outcome.result
+    out = NodeRun(node=node, decision=decision.verdict.value, reason=decision.reason, decision_seq=outcome.decision_seq)
+    if result is not None:
+        out.ran, out.exit_code, out.stdout, out.stderr = True, result.exit_code, result.stdout, result.stderr
+        out.duration_ms, out.timed_out, out.truncated = result.duration_ms, result.timed_out, result.truncated
+    return out
+
+
+@router.post("/run")
+def run_command(body: RunIn, token: TokenDep, context: ContextDep, hub: HubDep) -> list[NodeRun]:
+    """Run ``argv`` on the named nodes and those matching ``labels``; one answer per node, in name order.
+
+    Held commands (needs approval) are not run here: approve them in a conversation."""
+    if body.agent not in context.agent_ids():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                            f"unknown agent {body.agent!r}; agents: {', '.join(context.agent_ids())}")
+    config = context.runtime_config(hub=hub)
+    unknown = sorted(set(body.nodes) - set(config.nodes))
+    if unknown:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"unknown nodes: {', '.join(unknown)}; GET /api/nodes lists the registered ones")
+    names = set(body.nodes)
+    if body.labels:
+        names |= {n for n, c in config.nodes.items() if body.labels.items() <= c.labels.items()}
+    if not names:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "name at least one node, or labels that some node carries")
+    targets = [Target(node=config.nodes[n].context(), executor=config.executor(config.nodes[n])) for n in sorted(names)]
+    outcomes = execute_many(
+        targets=targets, sessions=config.sessions, engine=context.current_engine(), agent=body.agent,
+        argv=body.argv, actor=actor_of(token), squad=body.agent.split("/")[0],
+        timeout=body.timeout_s or config.timeout_s, max_output=config.max_output,
+    )
+    return [_node_run(t.node.name, o) for t, o in zip(targets, outcomes, strict=True)]

@@ -1,0 +1,75 @@
+"""What every API route depends on: a database session, the caller's API token, the hub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from auth.models import ApiToken
+from auth.service import TokenError, authenticate_token
+from nodes.hub import Hub
+from squads.context import AppContext
+from storage.db import session_scope
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session committed when the request succeeds."""
+    with session_scope(request.app.state.context.db.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_token(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> ApiToken:
+    """The caller's API token, or 401.
+
+    It uses a session of its own, closed before the route runs: a route that
+    runs commands must not hold a database transaction while it waits on nodes."""
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "an API token is required: Authorization: Bearer sqa_... (squads token create)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized
+    try:
+        with session_scope(request.app.state.context.db.sessions) as session:
+            token = authenticate_token(session, credentials.credentials)
+            session.expunge(token)
+            return token
+    except TokenError:
+        raise unauthorized from None
+
+
+TokenDep = Annotated[ApiToken, Depends(current_token)]
+
+
+def get_hub(request: Request) -> Hub:
+    """The process's live agent connections."""
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+
+def get_context(request: Request) -> AppContext:
+    """Settings, squads, nodes and the database of this process."""
+    context: AppContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def actor_of(token: ApiToken) -> str:
+    """How the audit log names a caller that used ``token``."""
+    return f"token:{token.name}"
