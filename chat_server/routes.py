@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 
 from chat_server.deps import HubDep, SessionDep, TokenDep, actor_of
 from nodes.hub import Hub
@@ -64,6 +65,23 @@ def _out(record: NodeRecord, hub: Hub) -> NodeOut:
 def list_nodes(session: SessionDep, token: TokenDep, hub: HubDep) -> list[NodeOut]:
     """Registered nodes with their state: online now, last seen, agent version and facts."""
     return [_out(r, hub) for r in list_registered(session)]
+
+
+class NodeSummary(BaseModel):
+    """How many nodes are registered, revoked and connected right now."""
+
+    registered: int
+    revoked: int
+    online: int
+
+
+@router.get("/nodes/summary")
+def node_summary(session: SessionDep, token: TokenDep, hub: HubDep) -> NodeSummary:
+    """Counts only: cheap enough to poll with ten thousand nodes."""
+    revoked = {name for name, gone in session.execute(select(NodeRecord.name, NodeRecord.revoked)) if gone}
+    total = session.scalar(select(func.count()).select_from(NodeRecord)) or 0
+    online = sum(1 for name in list(hub.links) if name not in revoked)
+    return NodeSummary(registered=total, revoked=len(revoked), online=online)
 
 
 @router.post("/nodes", status_code=status.HTTP_201_CREATED)
