@@ -21,6 +21,7 @@ from agent.service import (
     AgentOptions,
     AgentStopped,
     agent_url,
+    check_token,
     read_token,
     tls_context,
 )
@@ -94,9 +95,9 @@ def install(
     try:
         if token_stdin == (token_file is not None):
             raise AgentConfigError("give the token with exactly one of --token-stdin or --token-file")
-        token = sys.stdin.readline().strip() if token_stdin else read_token(token_file)  # type: ignore[arg-type]
-        if not token.startswith("sqn_"):
-            raise AgentConfigError("that is not a node token (sqn_...); `squads node create` makes one")
+        token = (check_token(sys.stdin.readline().strip(), where="standard input") if token_stdin
+                 else read_token(token_file))  # type: ignore[arg-type]
+        agent_url(server)  # plain http off loopback is refused here too, not only when the agent starts
         if print_command:
             typer.echo(install_command(server=server, node_id=node_id, token=token))
             return

@@ -38,7 +38,7 @@ CLOSE_REPLACED = 4409  # another agent connected as the same node (fatal for the
 CLOSE_GOING_AWAY = 1001  # the control plane is shutting down; reconnect
 FATAL_CLOSE_CODES = frozenset({CLOSE_REVOKED, CLOSE_REPLACED})
 
-RequestId = Annotated[str, Field(pattern=REQUEST_ID.pattern)]
+RequestId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]  # anchored: pydantic patterns search
 ShortText = Annotated[str, Field(max_length=4096)]
 
 
@@ -143,6 +143,17 @@ SERVER_FRAMES: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
 
 STREAMS = {b"o"[0]: "stdout", b"e"[0]: "stderr"}
 _STREAM_BYTE = {"stdout": b"o", "stderr": b"e"}
+
+
+def check_protocol(version: int) -> None:
+    """Refuse a peer that speaks another protocol version, saying which."""
+    if version != PROTOCOL:
+        raise FrameError(f"protocol {version} is not supported (this side speaks {PROTOCOL}); upgrade the older side")
+
+
+def clip(text: str, limit: int = 4096) -> str:
+    """``text`` cut to fit a ``ShortText`` field."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class FrameError(ValueError):

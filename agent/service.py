@@ -44,6 +44,8 @@ from agent.protocol import (
     PROTOCOL,
     SERVER_FRAMES,
     VERSION_HEADER,
+    check_protocol,
+    clip,
     Cancel,
     Duplicate,
     Facts,
@@ -115,8 +117,13 @@ def read_token(path: Path) -> str:
         raise AgentConfigError(
             f"token file {path} can be read by other users (mode {mode & 0o777:o}); run: chmod 600 {path}"
         )
+    return check_token(text, where=f"token file {path}")
+
+
+def check_token(text: str, *, where: str) -> str:
+    """``text`` if it looks like a node token; otherwise ``AgentConfigError`` saying so."""
     if not text.startswith("sqn_") or len(text) > 200 or not text.isascii() or any(c.isspace() for c in text):
-        raise AgentConfigError(f"token file {path} does not hold a node token (sqn_...); `squads node create` makes one")
+        raise AgentConfigError(f"{where} does not hold a node token (sqn_...); `squads node create` makes one")
     return text
 
 
@@ -248,22 +255,29 @@ class Agent:
             user_agent_header=f"squads-agent/{__version__}",
         ) as ws:
             self._ws = ws
+            if self._stop.is_set():  # stop() came while the handshake was under way
+                return
             await self._session(ws)
 
     async def _session(self, ws: ClientConnection) -> None:
         self.connections += 1
         await ws.send(Hello(protocol=PROTOCOL, version=__version__, facts=self.facts).model_dump_json())
-        welcome = parse_text(SERVER_FRAMES, str(await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_S)))
-        if not isinstance(welcome, Welcome):
-            raise FrameError("the control plane did not send welcome first")
-        self.node_name = welcome.node
-        context = self.options.policy.context(welcome.node)
-        log.info("connected as node %s (policy: %s)", welcome.node, self.options.policy.source)
-        self.connected.set()
-        outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
-        tasks = [asyncio.create_task(self._send_all(ws, outbox)),
-                 asyncio.create_task(self._heartbeats(outbox, welcome.heartbeat_s))]
+        tasks: list[asyncio.Task[None]] = []
         try:
+            first = await asyncio.wait_for(ws.recv(), WELCOME_TIMEOUT_S)
+            if isinstance(first, bytes):
+                raise FrameError("the control plane sent a binary frame instead of welcome")
+            welcome = parse_text(SERVER_FRAMES, first)
+            if not isinstance(welcome, Welcome):
+                raise FrameError("the control plane did not send welcome first")
+            check_protocol(welcome.protocol)
+            self.node_name = welcome.node
+            context = self.options.policy.context(welcome.node)
+            log.info("connected as node %s (policy: %s)", welcome.node, self.options.policy.source)
+            self.connected.set()
+            outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+            tasks = [asyncio.create_task(self._send_all(ws, outbox)),
+                     asyncio.create_task(self._heartbeats(outbox, welcome.heartbeat_s))]
             async for message in ws:
                 if isinstance(message, bytes):
                     raise FrameError("the control plane sent a binary frame")
@@ -308,8 +322,14 @@ class Agent:
         self.seen[frame.id] = None
         while len(self.seen) > SEEN_IDS:
             self.seen.popitem(last=False)
-        decision = self.options.policy.engine.decide(agent=frame.agent, node=context, argv=frame.argv)  # type: ignore[arg-type]
-        refusal = self._refusal(decision, frame)
+        try:
+            decision = self.options.policy.engine.decide(agent=frame.agent, node=context, argv=frame.argv)  # type: ignore[arg-type]
+            refusal = self._refusal(decision, frame)
+        except Exception as exc:  # noqa: BLE001 - one bad request must never end the agent
+            log.exception("request %s could not be decided", frame.id)
+            outbox.put_nowait(Refused(id=frame.id, verdict="deny", rule="agent:error",
+                                      reason=clip(f"the agent could not decide it: {exc}")).model_dump_json())
+            return
         if refusal is not None:
             log.warning("request %s refused: %s %s: %s", frame.id, frame.agent, shlex.join(frame.argv), refusal.reason)
             outbox.put_nowait(refusal.model_dump_json())
@@ -327,9 +347,9 @@ class Agent:
         if decision.verdict is Verdict.NEEDS_APPROVAL and frame.approved_by:
             return None
         if decision.verdict is Verdict.NEEDS_APPROVAL:
-            return Refused(id=frame.id, verdict="needs_approval", rule=decision.rule or "",
-                           reason=f"{decision.reason}; the control plane sent no approval")
-        return Refused(id=frame.id, verdict="deny", rule=decision.rule or "", reason=decision.reason)
+            return Refused(id=frame.id, verdict="needs_approval", rule=clip(decision.rule or ""),
+                           reason=clip(f"{decision.reason}; the control plane sent no approval"))
+        return Refused(id=frame.id, verdict="deny", rule=clip(decision.rule or ""), reason=clip(decision.reason))
 
     async def _execute(self, frame: Run, decision: Decision, running: _Running,
                        outbox: asyncio.Queue[str | bytes]) -> None:
@@ -348,8 +368,8 @@ class Agent:
             ))
         except Exception as exc:  # noqa: BLE001 - the request must end with an answer, never silently
             log.exception("request %s: the executor failed", frame.id)
-            message = f"the agent could not run it: {exc}".encode()
-            sink("stderr", message)
+            message = f"the agent could not run it: {exc}".encode()[:MAX_CHUNK]
+            put(pack_chunk(frame.id, "stderr", message))  # on the loop already: before the result, in order
             result = ExecResult(exit_code=126, stdout="", stderr=message.decode(), duration_ms=0,
                                 output_sha256=output_digest(b"", message))
         finally:
@@ -360,7 +380,7 @@ class Agent:
             id=frame.id, exit_code=max(-255, min(255, result.exit_code)), duration_ms=result.duration_ms,
             timed_out=result.timed_out, stdout_truncated=result.stdout_truncated,
             stderr_truncated=result.stderr_truncated, output_sha256=result.output_sha256 or "0" * 64,
-            rule=decision.rule or "",
+            rule=clip(decision.rule or ""),
         ).model_dump_json())
         if self._ws is None or self._ws.state.name != "OPEN":
             log.warning("request %s ended after the link dropped; its result could not be delivered", frame.id)

@@ -15,7 +15,16 @@ from fastapi import WebSocket
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from agent.protocol import AGENT_FRAMES, AGENT_PATH, CLOSE_BAD_FRAME, NODE_HEADER, FrameError, Hello, parse_text
+from agent.protocol import (
+    AGENT_FRAMES,
+    AGENT_PATH,
+    CLOSE_BAD_FRAME,
+    NODE_HEADER,
+    FrameError,
+    Hello,
+    check_protocol,
+    parse_text,
+)
 from nodes.hub import Hub, Link
 from nodes.models import NodeRecord
 from nodes.service import NodeRegistryError, authenticate
@@ -66,6 +75,7 @@ async def agent_socket(websocket: WebSocket) -> None:
         hello = parse_text(AGENT_FRAMES, first.get("text") or "")
         if not isinstance(hello, Hello):
             raise FrameError("the first message must be hello")
+        check_protocol(hello.protocol)
     except (TimeoutError, FrameError) as exc:
         problem = str(exc) or "no hello within the time allowed"
         log.warning("node %s (%s): %s; closing the connection", record.name, peer, problem)

@@ -13,6 +13,9 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 
 from chat_server.deps import ContextDep, HubDep, TokenDep, actor_of
+from nodes.remote import RemoteExecutor
+from nodes.service import registered_configs
+from squads.context import local_executor
 from tools.execution import CommandOutcome, Target, execute_many
 from tools.executors.base import ExecutorError, NotRun
 
@@ -70,20 +73,25 @@ def run_command(body: RunIn, token: TokenDep, context: ContextDep, hub: HubDep) 
     if body.agent not in context.agent_ids():
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             f"unknown agent {body.agent!r}; agents: {', '.join(context.agent_ids())}")
-    config = context.runtime_config(hub=hub)
-    unknown = sorted(set(body.nodes) - set(config.nodes))
+    with context.db.sessions() as session:
+        remote = registered_configs(session, names=body.nodes, labels=body.labels or None)
+    local = {n: c for n, c in context.nodes.items()
+             if n in body.nodes or (body.labels and body.labels.items() <= c.labels.items())}
+    chosen = {**remote, **local}  # a configured node's name wins: it runs here
+    unknown = sorted(set(body.nodes) - set(chosen))
     if unknown:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"unknown nodes: {', '.join(unknown)}; GET /api/nodes lists the registered ones")
-    names = set(body.nodes)
-    if body.labels:
-        names |= {n for n, c in config.nodes.items() if body.labels.items() <= c.labels.items()}
-    if not names:
+    if not chosen:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "name at least one node, or labels that some node carries")
-    targets = [Target(node=config.nodes[n].context(), executor=config.executor(config.nodes[n])) for n in sorted(names)]
+    targets = [
+        Target(node=chosen[n].context(),
+               executor=local_executor(chosen[n]) if n in local else RemoteExecutor(hub, n))
+        for n in sorted(chosen)
+    ]
     outcomes = execute_many(
-        targets=targets, sessions=config.sessions, engine=context.current_engine(), agent=body.agent,
+        targets=targets, sessions=context.db.sessions, engine=context.current_engine(), agent=body.agent,
         argv=body.argv, actor=actor_of(token), squad=body.agent.split("/")[0],
-        timeout=body.timeout_s or config.timeout_s, max_output=config.max_output,
+        timeout=body.timeout_s or context.settings.default_timeout_s, max_output=context.settings.max_output_bytes,
     )
     return [_node_run(t.node.name, o) for t, o in zip(targets, outcomes, strict=True)]

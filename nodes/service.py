@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,17 +140,27 @@ def list_registered(session: Session) -> list[NodeRecord]:
     return list(session.scalars(select(NodeRecord).order_by(NodeRecord.name)))
 
 
-def registered_configs(session: Session) -> dict[str, NodeConfig]:
-    """Registered, unrevoked nodes as policy sees them: labels, and programs where the agent found them."""
+def registered_configs(
+    session: Session, *, names: Iterable[str] | None = None, labels: Mapping[str, str] | None = None
+) -> dict[str, NodeConfig]:
+    """Registered, unrevoked nodes as policy sees them: labels, and programs where the agent found them.
+
+    With ``names`` and/or ``labels``, only the nodes named or carrying all those
+    labels (a fan-out over ten thousand nodes builds only what it targets)."""
+    wanted = set(names or ())
     configs: dict[str, NodeConfig] = {}
     for record in session.scalars(select(NodeRecord).where(NodeRecord.revoked.is_(False))):
-        labels = json.loads(record.labels or "{}")
+        labels_ = json.loads(record.labels or "{}")
+        if (names is not None or labels is not None) and record.name not in wanted and not (
+            labels and labels.items() <= labels_.items()
+        ):
+            continue
         found = json.loads(record.facts or "{}").get("programs") or {}
         try:
-            configs[record.name] = NodeConfig(name=record.name, labels=labels, programs=found)
+            configs[record.name] = NodeConfig(name=record.name, labels=labels_, programs=found)
         except ValidationError:
             # Facts are the agent's claim; a bad one must not hide the node (its own paths apply there anyway).
-            configs[record.name] = NodeConfig(name=record.name, labels=labels)
+            configs[record.name] = NodeConfig(name=record.name, labels=labels_)
     return configs
 
 

@@ -7,15 +7,16 @@ interrupted execution rather than a silent gap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import service as audit
+from audit.models import AuditRecord
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext, Verdict
 from storage.db import session_scope
@@ -34,6 +35,21 @@ class CommandOutcome:
     finished_seq: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One node of a fan-out: its policy context and the executor that reaches it."""
+
+    node: NodeContext
+    executor: Executor
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    decision_seq: int
+    started: AuditRecord
+    context: RunContext
+
+
 def execute(
     *,
     sessions: sessionmaker[Session],
@@ -49,47 +65,105 @@ def execute(
     conversation_id: str | None = None,
     incident_id: str | None = None,
 ) -> CommandOutcome:
-    """Decide ``argv`` for ``agent`` on ``node``; run it only when allowed."""
-    decision = engine.decide(agent=agent, node=node, argv=argv)
-    context = {"actor": actor, "squad": squad, "conversation_id": conversation_id, "incident_id": incident_id}
-    with session_scope(sessions) as session:
-        decided = audit.record_decision(session, decision=decision, **context)
-    if not decision.allowed:
-        return CommandOutcome(decision=decision, decision_seq=decided.seq)
-    return run_decided(
-        sessions=sessions, executor=executor, decision=decision, decision_seq=decided.seq,
-        timeout=timeout, max_output=max_output, **context,
+    """Decide ``argv`` for ``agent`` on ``node``; run it only when allowed.
+
+    The decision and the start are committed in one transaction before the
+    executor is called; an executor that raises leaves an interrupted record."""
+    (outcome,) = execute_many(
+        targets=[Target(node=node, executor=executor)], sessions=sessions, engine=engine, agent=agent, argv=argv,
+        actor=actor, squad=squad, timeout=timeout, max_output=max_output, conversation_id=conversation_id,
+        incident_id=incident_id, raise_errors=True,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One node of a fan-out: its policy context and the executor that reaches it."""
-
-    node: NodeContext
-    executor: Executor
+    assert isinstance(outcome, CommandOutcome)
+    return outcome
 
 
 def execute_many(
     *,
     targets: Sequence[Target],
+    sessions: sessionmaker[Session],
+    engine: PolicyEngine,
+    agent: str,
+    argv: Sequence[str],
+    actor: str | None,
+    squad: str | None,
+    timeout: float,
+    max_output: int,
+    conversation_id: str | None = None,
+    incident_id: str | None = None,
     parallel: int = 64,
-    **common: Any,
+    raise_errors: bool = False,
 ) -> list[CommandOutcome | ExecutorError]:
-    """``execute`` the same argv on every target, ``parallel`` at a time, in target order.
+    """Run the same argv on every target, ``parallel`` at a time; answers in target order.
 
-    Each node gets its own decision and audit records; a node that cannot run
-    it (offline, refused, lost) gives its ``ExecutorError`` in place of an outcome."""
-    def one(target: Target) -> CommandOutcome | ExecutorError:
+    Each node gets its own decision and audit records. Every decision and every
+    start is committed (one transaction) before any executor is called, and every
+    end is recorded in one transaction after the last answer, so a fan-out to a
+    thousand nodes costs two commits, not three thousand. A node that cannot run
+    it (offline, refused, lost) gives its ``ExecutorError`` in place of an outcome,
+    or raises it when ``raise_errors``."""
+    context = {"actor": actor, "squad": squad, "conversation_id": conversation_id, "incident_id": incident_id}
+    decisions = [engine.decide(agent=agent, node=t.node, argv=argv) for t in targets]
+    starts: list[_Start | None] = []
+    with session_scope(sessions) as session:
+        seqs = [audit.record_decision(session, decision=d, **context).seq for d in decisions]
+        for decision, seq in zip(decisions, seqs, strict=True):
+            starts.append(_start(session, decision, seq, timeout, context) if decision.allowed else None)
+
+    def run(i: int) -> ExecResult | BaseException:
+        start = starts[i]
+        assert start is not None
         try:
-            return execute(node=target.node, executor=target.executor, **common)
-        except ExecutorError as exc:
+            return targets[i].executor.run(
+                start.context.decision.exec_argv(), timeout=timeout, max_output=max_output, context=start.context
+            )
+        except BaseException as exc:  # noqa: BLE001 - recorded below, then raised or returned
             return exc
 
-    if len(targets) <= 1:
-        return [one(t) for t in targets]
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets))), thread_name_prefix="fanout") as pool:
-        return list(pool.map(one, targets))
+    allowed = [i for i, s in enumerate(starts) if s is not None]
+    if len(allowed) <= 1:
+        answers = {i: run(i) for i in allowed}
+    else:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(allowed)), thread_name_prefix="fanout") as pool:
+            answers = dict(zip(allowed, pool.map(run, allowed), strict=True))
+    outcomes: list[CommandOutcome | ExecutorError] = []
+    with session_scope(sessions) as session:
+        for i, decision in enumerate(decisions):
+            start = starts[i]
+            if start is None:
+                outcomes.append(CommandOutcome(decision=decision, decision_seq=seqs[i]))
+                continue
+            answer = answers[i]
+            if isinstance(answer, BaseException):
+                _record_failure(session, started_seq=start.started.seq, exc=answer)
+                outcomes.append(answer if isinstance(answer, ExecutorError) else ExecutorError(str(answer)))
+                continue
+            result = redact_result(answer)
+            finished = audit.record_finished(session, started=start.started, result=result)
+            outcomes.append(CommandOutcome(decision=decision, decision_seq=seqs[i], result=result,
+                                           started_seq=start.started.seq, finished_seq=finished.seq))
+    if raise_errors:
+        for i in allowed:
+            answer = answers[i]
+            if isinstance(answer, BaseException):
+                raise answer
+    return outcomes
+
+
+def _start(
+    session: Session, decision: Decision, decision_seq: int, timeout: float, context: dict[str, Any],
+    approved_by: str | None = None,
+) -> _Start:
+    """The started record of an allowed (or approved) decision, with the request id it runs under."""
+    if decision.verdict is Verdict.DENY:
+        raise ValueError(f"refusing to run a denied command: {decision.reason}")
+    exec_argv = decision.exec_argv()
+    request_id = uuid.uuid4().hex
+    started = audit.record_started(
+        session, argv=list(decision.argv), node=decision.node, timeout_s=timeout, agent=decision.agent,
+        decision_seq=decision_seq, details={"exec_argv": exec_argv, "request_id": request_id}, **context,
+    )
+    return _Start(decision_seq, started, RunContext(decision=decision, request_id=request_id, approved_by=approved_by))
 
 
 def run_decided(
@@ -111,46 +185,39 @@ def run_decided(
     Every run gets a request id (in the started record) that a node agent uses
     to run it at most once. An executor that raises leaves an interrupted record
     saying why, and the node's own refusal is recorded as a decision of its own."""
-    if decision.verdict is Verdict.DENY:
-        raise ValueError(f"refusing to run a denied command: {decision.reason}")
-    exec_argv = decision.exec_argv()
-    request_id = uuid.uuid4().hex
+    context = {"actor": actor, "squad": squad, "conversation_id": conversation_id, "incident_id": incident_id}
     with session_scope(sessions) as session:
-        started = audit.record_started(
-            session, argv=list(decision.argv), node=decision.node, timeout_s=timeout, agent=decision.agent,
-            actor=actor, squad=squad, decision_seq=decision_seq, conversation_id=conversation_id,
-            incident_id=incident_id, details={"exec_argv": exec_argv, "request_id": request_id},
-        )
-    context = RunContext(decision=decision, request_id=request_id, approved_by=approved_by)
+        start = _start(session, decision, decision_seq, timeout, context, approved_by)
     try:
-        result = executor.run(exec_argv, timeout=timeout, max_output=max_output, context=context)
+        result = executor.run(
+            start.context.decision.exec_argv(), timeout=timeout, max_output=max_output, context=start.context
+        )
     except BaseException as exc:
-        _record_failure(sessions, started_seq=started.seq, exc=exc)
+        with session_scope(sessions) as session:
+            _record_failure(session, started_seq=start.started.seq, exc=exc)
         raise
     # Secrets the command printed never leave this function: the audit record and
     # every caller get the redacted text; output_sha256 still proves the raw bytes.
     result = redact_result(result)
     with session_scope(sessions) as session:
-        finished = audit.record_finished(session, started=started, result=result)
+        finished = audit.record_finished(session, started=start.started, result=result)
     return CommandOutcome(
         decision=decision, decision_seq=decision_seq, result=result,
-        started_seq=started.seq, finished_seq=finished.seq,
+        started_seq=start.started.seq, finished_seq=finished.seq,
     )
 
 
-def _record_failure(sessions: sessionmaker[Session], *, started_seq: int, exc: BaseException) -> None:
+def _record_failure(session: Session, *, started_seq: int, exc: BaseException) -> None:
     """Close the started record of a run that gave no result, saying what is known about it."""
-    with session_scope(sessions) as session:
-        if isinstance(exc, NodeRefused):
-            audit.record_node_decision(
-                session, started_seq=started_seq, verdict=exc.verdict, rule=exc.rule, reason=exc.reason
-            )
-        if isinstance(exc, NotRun):
-            audit.record_interrupted(session, started_seq=started_seq, reason=str(exc), details={"ran": False})
-        elif isinstance(exc, ExecutorError):
-            audit.record_interrupted(session, started_seq=started_seq, reason=str(exc))
-        else:
-            audit.record_interrupted(session, started_seq=started_seq, reason=f"executor failed: {exc!r}")
+    if isinstance(exc, NodeRefused):
+        audit.record_node_decision(session, started_seq=started_seq, verdict=exc.verdict, rule=exc.rule,
+                                   reason=exc.reason)
+    if isinstance(exc, NotRun):
+        audit.record_interrupted(session, started_seq=started_seq, reason=str(exc), details={"ran": False})
+    elif isinstance(exc, ExecutorError):
+        audit.record_interrupted(session, started_seq=started_seq, reason=str(exc))
+    else:
+        audit.record_interrupted(session, started_seq=started_seq, reason=f"executor failed: {exc!r}")
 
 
 def redact_result(result: ExecResult) -> ExecResult:
