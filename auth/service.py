@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -53,7 +53,11 @@ def authenticate_token(session: Session, token: str) -> ApiToken:
     secret = parsed["secret"] if parsed else ""
     if not matches(record.secret_sha256 if record else None, secret) or record is None or record.revoked:
         raise TokenError("invalid or revoked API token")
-    record.last_used = datetime.now(UTC).isoformat()
+    now = datetime.now(UTC)
+    # Written at most once a minute: "last used" is for spotting stale tokens, and a
+    # write on every request would cost each API call a commit.
+    if record.last_used is None or now - datetime.fromisoformat(record.last_used) > timedelta(minutes=1):
+        record.last_used = now.isoformat()
     return record
 
 

@@ -9,10 +9,12 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from chat_server.deps import HubDep, SessionDep, TokenDep, actor_of
+from agent.install import install_command
+from chat_server.deps import ContextDep, HubDep, SessionDep, TokenDep, actor_of
 from nodes.hub import Hub
 from nodes.models import NodeRecord
-from nodes.service import NodeNotFound, NodeRegistryError, create_node, list_registered, revoke_node, rotate_token
+from squads.context import AppContext
+from nodes.service import IssuedToken, NodeNotFound, NodeRegistryError, create_node, list_registered, revoke_node, rotate_token
 
 router = APIRouter(prefix="/api", tags=["nodes"])
 
@@ -41,11 +43,17 @@ class NodeOut(BaseModel):
 
 
 class IssuedOut(BaseModel):
-    """A node's id and token: the token is shown this once."""
+    """A node's id and token: the token is shown this once, inside the install command too."""
 
     node_id: str
     name: str
     token: str
+    install_command: str = Field(description="One line to paste on the node: installs and starts the agent.")
+
+
+def _issued(issued: IssuedToken, context: AppContext) -> IssuedOut:
+    command = install_command(server=context.settings.public_url, node_id=issued.node_id, token=issued.token)
+    return IssuedOut(node_id=issued.node_id, name=issued.name, token=issued.token, install_command=command)
 
 
 def _out(record: NodeRecord, hub: Hub) -> NodeOut:
@@ -54,7 +62,8 @@ def _out(record: NodeRecord, hub: Hub) -> NodeOut:
         id=record.id, name=record.name, labels=json.loads(record.labels), revoked=record.revoked,
         online=state.online and not record.revoked, last_seen=state.last_seen or record.last_seen,
         connected_since=state.connected_since, peer=state.peer, running=state.running,
-        agent_version=record.agent_version, facts=json.loads(record.facts),
+        agent_version=state.version or record.agent_version,
+        facts=state.facts if state.facts is not None else json.loads(record.facts),
     )
 
 
@@ -85,17 +94,17 @@ def node_summary(session: SessionDep, token: TokenDep, hub: HubDep) -> NodeSumma
 
 
 @router.post("/nodes", status_code=status.HTTP_201_CREATED)
-def register_node(body: NodeIn, session: SessionDep, token: TokenDep) -> IssuedOut:
+def register_node(body: NodeIn, session: SessionDep, token: TokenDep, context: ContextDep) -> IssuedOut:
     """Register a node; the response holds its token, which is never shown again."""
     try:
         issued = create_node(session, name=body.name, labels=body.labels, actor=actor_of(token))
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    return IssuedOut(node_id=issued.node_id, name=issued.name, token=issued.token)
+    return _issued(issued, context)
 
 
 @router.post("/nodes/{ref}/rotate")
-def rotate(ref: str, session: SessionDep, token: TokenDep, hub: HubDep) -> IssuedOut:
+def rotate(ref: str, session: SessionDep, token: TokenDep, hub: HubDep, context: ContextDep) -> IssuedOut:
     """A new token for the node; the old one stops working at once (a connected agent is closed)."""
     try:
         issued = rotate_token(session, ref=ref, actor=actor_of(token))
@@ -105,7 +114,7 @@ def rotate(ref: str, session: SessionDep, token: TokenDep, hub: HubDep) -> Issue
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
     hub.kick_blocking(issued.name, "this node's token was rotated")
-    return IssuedOut(node_id=issued.node_id, name=issued.name, token=issued.token)
+    return _issued(issued, context)
 
 
 @router.post("/nodes/{ref}/revoke")

@@ -11,8 +11,10 @@ from rich.table import Table
 from rich.text import Text
 
 from audit.service import display_text
+from agent.install import install_command
 from nodes.service import (
     IssuedToken,
+    connection_state,
     NodeNotFound,
     NodeRegistryError,
     create_node,
@@ -37,14 +39,17 @@ def _labels(values: list[str]) -> dict[str, str]:
     return labels
 
 
-def _issued(token: IssuedToken, *, as_json: bool) -> None:
+def _issued(token: IssuedToken, *, as_json: bool, server: str) -> None:
+    command = install_command(server=server, node_id=token.node_id, token=token.token)
     if as_json:
-        typer.echo(json.dumps({"node_id": token.node_id, "name": token.name, "token": token.token}))
+        typer.echo(json.dumps({"node_id": token.node_id, "name": token.name, "token": token.token,
+                               "install_command": command}))
         return
     typer.echo(f"node {token.name}: id {token.node_id}")
     typer.echo(f"token (shown once, stored only as a hash): {token.token}")
-    typer.echo("Put the token in a file only the agent's user can read, then run on the node:")
-    typer.echo(f"  squads agent --server https://CONTROL-PLANE --node-id {token.node_id} --token-file /etc/squads/node-token")
+    typer.echo("On the node (with Squads installed), this installs and starts the agent as a systemd service:")
+    typer.echo(f"  {command}")
+    typer.echo(f"(the control plane's address is SQUADS_PUBLIC_URL={server}; set it if agents reach it elsewhere)")
 
 
 @app.command("create")
@@ -62,7 +67,7 @@ def create_command(
     except (NodeRegistryError, ValueError) as exc:
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         raise typer.Exit(2) from None
-    _issued(issued, as_json=as_json)
+    _issued(issued, as_json=as_json, server=context.settings.public_url)
 
 
 @app.command("list")
@@ -71,18 +76,20 @@ def list_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     context = load_context()
     with context.db.sessions() as session:
         rows = [
-            {"id": r.id, "name": r.name, "labels": json.loads(r.labels), "revoked": r.revoked,
-             "last_seen": r.last_seen, "agent_version": r.agent_version, "token_generation": r.token_generation}
+            {"id": r.id, "name": r.name, "labels": json.loads(r.labels), "state": connection_state(r),
+             "revoked": r.revoked, "last_seen": r.last_seen, "connected_since": r.connected_since,
+             "connected_from": r.connected_from, "agent_version": r.agent_version,
+             "token_generation": r.token_generation, "facts": json.loads(r.facts or "{}")}
             for r in list_registered(session)
         ]
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("name", "id", "labels", "state", "last seen", "agent")
+    table = Table("name", "id", "labels", "state", "last seen", "agent", "os")
     for r in rows:
         labels = ", ".join(f"{k}={v}" for k, v in r["labels"].items())
-        table.add_row(Text(r["name"]), r["id"], Text(display_text(labels)), "revoked" if r["revoked"] else "active",
-                      r["last_seen"] or "never", r["agent_version"] or "-")
+        table.add_row(Text(r["name"]), r["id"], Text(display_text(labels)), r["state"], r["last_seen"] or "never",
+                      Text(display_text(r["agent_version"] or "-")), Text(display_text(str(r["facts"].get("os", "")))))
     Console().print(table)
 
 
@@ -100,7 +107,7 @@ def rotate_command(
     except (NodeRegistryError, NodeNotFound) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    _issued(issued, as_json=as_json)
+    _issued(issued, as_json=as_json, server=context.settings.public_url)
 
 
 @app.command("revoke")

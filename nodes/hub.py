@@ -103,6 +103,8 @@ class NodeState:
     connected_since: str | None
     peer: str | None
     running: int
+    version: str | None = None
+    facts: dict[str, object] | None = None
 
 
 def _iso(ts: float | None) -> str | None:
@@ -128,8 +130,9 @@ class Hub:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Bind to the running loop and start housekeeping."""
+        """Bind to the running loop, forget connections a previous process left marked, start housekeeping."""
         self.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._clear_connections)
         self._task = asyncio.create_task(self._housekeeping(), name="hub-housekeeping")
 
     async def stop(self) -> None:
@@ -336,7 +339,9 @@ class Hub:
         link = self.links.get(name)
         if link is None:
             return NodeState(False, _iso(self._last_seen.get(name)), None, None, 0)
-        return NodeState(True, _iso(link.last_seen), _iso(link.connected_at), link.peer, len(link.pending))
+        facts = link.facts.model_dump(mode="json") if link.facts is not None else None
+        return NodeState(True, _iso(link.last_seen), _iso(link.connected_at), link.peer, len(link.pending),
+                         link.version, facts)
 
     # -- housekeeping ----------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
@@ -383,7 +388,12 @@ class Hub:
                 dirty.setdefault(link.node_id, link)
         rows: list[dict[str, object]] = []
         for node_id, link in dirty.items():
-            row: dict[str, object] = {"id": node_id, "last_seen": _iso(link.last_seen)}
+            live = self.links.get(link.name) is link
+            row: dict[str, object] = {
+                "id": node_id, "last_seen": _iso(link.last_seen),
+                "connected_since": _iso(link.connected_at) if live else None,
+                "connected_from": link.peer[:100] if live else None,
+            }
             if link.facts is not None:
                 row["facts"] = json.dumps(link.facts.model_dump(mode="json"), sort_keys=True)
                 row["agent_version"] = link.version[:64]
@@ -403,6 +413,11 @@ class Hub:
             connected[node_id] for node_id, revoked, generation in current
             if node_id in connected and (revoked or generation != connected[node_id].generation)
         ]
+
+    def _clear_connections(self) -> None:
+        with session_scope(self.sessions) as session:
+            session.execute(update(NodeRecord).where(NodeRecord.connected_since.is_not(None))
+                            .values(connected_since=None, connected_from=None))
 
     def flush(self) -> None:
         """Write everything pending now (at shutdown, and in tests)."""

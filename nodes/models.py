@@ -111,5 +111,8 @@ class NodeRecord(Base):
     created_by: Mapped[str | None] = mapped_column(String(200))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen: Mapped[str | None] = mapped_column(String(40))
+    # Written by the control plane's hub (batched); None while no agent is connected.
+    connected_since: Mapped[str | None] = mapped_column(String(40))
+    connected_from: Mapped[str | None] = mapped_column(String(100))
     agent_version: Mapped[str | None] = mapped_column(String(64))
     facts: Mapped[str] = mapped_column(Text, default="{}")

@@ -7,7 +7,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -104,6 +104,25 @@ def create_node(session: Session, *, name: str, labels: dict[str, str], actor: s
     session.flush()
     _audit(session, action="created", record=record, actor=actor)
     return IssuedToken(node_id=record.id, name=name, token=token)
+
+
+STALE_AFTER = timedelta(minutes=3)  # the hub writes a connected node's last seen once a minute
+
+
+def connection_state(record: NodeRecord, *, now: datetime | None = None) -> str:
+    """``online``, ``offline``, ``revoked`` or ``unknown``, as recorded by the control plane's hub.
+
+    For processes other than the control plane (``squads node list``): a node
+    marked connected whose last seen is older than a few minutes means the control
+    plane stopped without saying so, and that is shown as unknown, not online."""
+    if record.revoked:
+        return "revoked"
+    if record.connected_since is None:
+        return "offline"
+    seen = datetime.fromisoformat(record.last_seen) if record.last_seen else None
+    if seen is None or (now or datetime.now(UTC)) - seen > STALE_AFTER:
+        return "unknown (control plane silent)"
+    return "online"
 
 
 def find_node(session: Session, ref: str) -> NodeRecord:
