@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
 
 from agent import __version__
 from agent.policy import LocalPolicy
@@ -283,7 +284,7 @@ class Agent:
                     raise FrameError("the control plane sent a binary frame")
                 frame = parse_text(SERVER_FRAMES, message)
                 if isinstance(frame, Run):
-                    self._start(frame, context, outbox)
+                    self._start(frame, context, outbox, ws)
                 elif isinstance(frame, Cancel):
                     running = self.running.get(frame.id)
                     if running is not None:
@@ -314,7 +315,7 @@ class Agent:
             outbox.put_nowait(Heartbeat(running=len(self.running)).model_dump_json())
 
     # -- requests ------------------------------------------------------------------------------
-    def _start(self, frame: Run, context: object, outbox: asyncio.Queue[str | bytes]) -> None:
+    def _start(self, frame: Run, context: object, outbox: asyncio.Queue[str | bytes], ws: ClientConnection) -> None:
         if frame.id in self.seen:
             log.warning("request %s was already received; not running it again", frame.id)
             outbox.put_nowait(Duplicate(id=frame.id).model_dump_json())
@@ -336,7 +337,7 @@ class Agent:
             return
         running = _Running()
         self.running[frame.id] = running
-        asyncio.create_task(self._execute(frame, decision, running, outbox))
+        asyncio.create_task(self._execute(frame, decision, running, outbox, ws))
 
     def _refusal(self, decision: Decision, frame: Run) -> Refused | None:
         if len(self.running) >= self.options.workers * 4:
@@ -352,7 +353,7 @@ class Agent:
         return Refused(id=frame.id, verdict="deny", rule=clip(decision.rule or ""), reason=clip(decision.reason))
 
     async def _execute(self, frame: Run, decision: Decision, running: _Running,
-                       outbox: asyncio.Queue[str | bytes]) -> None:
+                       outbox: asyncio.Queue[str | bytes], ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         put: Callable[[str | bytes], None] = outbox.put_nowait
 
@@ -382,5 +383,7 @@ class Agent:
             stderr_truncated=result.stderr_truncated, output_sha256=result.output_sha256 or "0" * 64,
             rule=clip(decision.rule or ""),
         ).model_dump_json())
-        if self._ws is None or self._ws.state.name != "OPEN":
-            log.warning("request %s ended after the link dropped; its result could not be delivered", frame.id)
+        if ws.state is not State.OPEN:
+            # The session that asked is gone; a reconnected one must not get it (the caller was told it was lost).
+            log.warning("request %s ended after its connection dropped; its result (exit %s) was not delivered",
+                        frame.id, result.exit_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -13,6 +14,14 @@ from nodes.hub import Hub
 from squads.context import AppContext
 
 
+def _denials_are_not_errors(record: logging.LogRecord) -> bool:
+    # uvicorn's sans-I/O WebSocket protocol logs an ERROR after every denial response
+    # (a refused agent token), though the 401/403 went out as intended; the agent
+    # endpoint logs the refusal itself as a warning. Alerting on ERROR must not fire
+    # on every bad token.
+    return "returned without completing handshake" not in record.getMessage()
+
+
 def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
     """The app for ``context`` (settings, database, squads, nodes)."""
     _ = context.db  # open (and migrate) the database before the first request, not during it
@@ -20,6 +29,7 @@ def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("uvicorn.error").addFilter(_denials_are_not_errors)
         await hub.start()
         try:
             yield

@@ -17,7 +17,7 @@ from nodes.remote import RemoteExecutor
 from nodes.service import registered_configs
 from squads.context import local_executor
 from tools.execution import CommandOutcome, Target, execute_many
-from tools.executors.base import ExecutorError, NotRun
+from tools.executors.base import NotRun
 
 router = APIRouter(prefix="/api", tags=["commands"])
 MAX_TARGETS = 10_000
@@ -53,12 +53,11 @@ class NodeRun(BaseModel):
     error: str | None = Field(default=None, description="Why there is no result (offline, refused, lost).")
 
 
-def _node_run(node: str, outcome: CommandOutcome | ExecutorError) -> NodeRun:
-    if isinstance(outcome, ExecutorError):
-        return NodeRun(node=node, decision="allow", reason="allowed by the control plane", error=str(outcome),
-                       ran=not isinstance(outcome, NotRun))
+def _node_run(node: str, outcome: CommandOutcome) -> NodeRun:
     decision, result = outcome.decision, outcome.result
     out = NodeRun(node=node, decision=decision.verdict.value, reason=decision.reason, decision_seq=outcome.decision_seq)
+    if outcome.error is not None:
+        out.error, out.ran = str(outcome.error), not isinstance(outcome.error, NotRun)
     if result is not None:
         out.ran, out.exit_code, out.stdout, out.stderr = True, result.exit_code, result.stdout, result.stderr
         out.duration_ms, out.timed_out, out.truncated = result.duration_ms, result.timed_out, result.truncated

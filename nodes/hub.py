@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from agent.protocol import (
     parse_text,
     unpack_chunk,
 )
-from audit.service import display_argv
+from audit.service import display_text
 from nodes.models import NodeRecord
 from storage.db import session_scope
 from tools.executors.base import ExecResult, Interrupted, NodeRefused, NotRun, RunContext, output_digest
@@ -105,6 +106,11 @@ class NodeState:
     running: int
     version: str | None = None
     facts: dict[str, object] | None = None
+
+
+def shown(argv: Sequence[str]) -> str:
+    """A command as people type it, in backquotes, with nothing that can spoof a terminal."""
+    return f"`{display_text(shlex.join(argv))}`"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -172,7 +178,7 @@ class Hub:
     def _fail_pending(self, link: Link, prefix: str) -> None:
         for pending in list(link.pending.values()):
             if not pending.future.done():
-                pending.future.set_exception(Interrupted(f"{prefix} {display_argv(pending.argv)}"))
+                pending.future.set_exception(Interrupted(f"{prefix} {shown(pending.argv)}"))
         link.pending.clear()
 
     async def _close(self, link: Link, code: int, reason: str) -> None:
@@ -235,8 +241,8 @@ class Hub:
 
     def _refused(self, link: Link, frame: Refused) -> None:
         pending = link.pending.get(frame.id)
-        shown = display_argv(pending.argv) if pending else "the command"
-        message = f"node {link.name} refused {shown}: its own policy says: {frame.reason}"
+        what = shown(pending.argv) if pending else "the command"
+        message = f"node {link.name} refused {what}: its own policy says: {frame.reason}"
         self._settle(link, frame.id, NodeRefused(
             message, node=link.name, verdict=frame.verdict, rule=frame.rule, reason=frame.reason
         ))
@@ -248,6 +254,9 @@ class Hub:
             return
         out_cut = frame.stdout_truncated or "stdout" in pending.cut
         err_cut = frame.stderr_truncated or "stderr" in pending.cut
+        # The marker names the cap that cut: the agent's own may be smaller than the one asked for.
+        out_limit = pending.max_output if "stdout" in pending.cut else len(pending.stdout)
+        err_limit = pending.max_output if "stderr" in pending.cut else len(pending.stderr)
         digest = output_digest(bytes(pending.stdout), bytes(pending.stderr))
         meta = {"via": "agent", "node_rule": frame.rule}
         if digest != frame.output_sha256 and not pending.cut:
@@ -256,8 +265,8 @@ class Hub:
             meta["agent_output_sha256"] = frame.output_sha256
         result = ExecResult(
             exit_code=frame.exit_code,
-            stdout=decode_output(bytes(pending.stdout), out_cut, pending.max_output),
-            stderr=decode_output(bytes(pending.stderr), err_cut, pending.max_output),
+            stdout=decode_output(bytes(pending.stdout), out_cut, out_limit),
+            stderr=decode_output(bytes(pending.stderr), err_cut, err_limit),
             duration_ms=frame.duration_ms,
             stdout_truncated=out_cut,
             stderr_truncated=err_cut,
@@ -300,7 +309,7 @@ class Hub:
             await link.send_text(frame.model_dump_json())
         except Exception as exc:  # noqa: BLE001 - any send failure means the link is gone
             link.pending.pop(request_id, None)
-            raise Interrupted(f"node {node} disconnected while {display_argv(argv)} was being sent: {exc}") from None
+            raise Interrupted(f"node {node} disconnected while {shown(argv)} was being sent: {exc}") from None
         try:
             return await asyncio.wait_for(asyncio.shield(pending.future), timeout + ANSWER_GRACE_S)
         except TimeoutError:
@@ -310,7 +319,7 @@ class Hub:
             except Exception:  # noqa: BLE001 - the cancel is best effort; the agent's own timeout holds
                 pass
             raise Interrupted(
-                f"node {node} did not report the end of {display_argv(argv)} within "
+                f"node {node} did not report the end of {shown(argv)} within "
                 f"{timeout + ANSWER_GRACE_S:g}s; it was asked to stop it"
             ) from None
 

@@ -33,6 +33,7 @@ class CommandOutcome:
     result: ExecResult | None = None
     started_seq: int | None = None
     finished_seq: int | None = None
+    error: ExecutorError | None = None  # allowed, but the executor gave no result (offline, refused, lost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,6 @@ def execute(
         actor=actor, squad=squad, timeout=timeout, max_output=max_output, conversation_id=conversation_id,
         incident_id=incident_id, raise_errors=True,
     )
-    assert isinstance(outcome, CommandOutcome)
     return outcome
 
 
@@ -93,15 +93,15 @@ def execute_many(
     incident_id: str | None = None,
     parallel: int = 64,
     raise_errors: bool = False,
-) -> list[CommandOutcome | ExecutorError]:
+) -> list[CommandOutcome]:
     """Run the same argv on every target, ``parallel`` at a time; answers in target order.
 
     Each node gets its own decision and audit records. Every decision and every
     start is committed (one transaction) before any executor is called, and every
     end is recorded in one transaction after the last answer, so a fan-out to a
     thousand nodes costs two commits, not three thousand. A node that cannot run
-    it (offline, refused, lost) gives its ``ExecutorError`` in place of an outcome,
-    or raises it when ``raise_errors``."""
+    it (offline, refused, lost) has its ``ExecutorError`` in the outcome's
+    ``error``, or it is raised when ``raise_errors``."""
     context = {"actor": actor, "squad": squad, "conversation_id": conversation_id, "incident_id": incident_id}
     decisions = [engine.decide(agent=agent, node=t.node, argv=argv) for t in targets]
     starts: list[_Start | None] = []
@@ -126,7 +126,7 @@ def execute_many(
     else:
         with ThreadPoolExecutor(max_workers=min(parallel, len(allowed)), thread_name_prefix="fanout") as pool:
             answers = dict(zip(allowed, pool.map(run, allowed), strict=True))
-    outcomes: list[CommandOutcome | ExecutorError] = []
+    outcomes: list[CommandOutcome] = []
     with session_scope(sessions) as session:
         for i, decision in enumerate(decisions):
             start = starts[i]
@@ -136,7 +136,9 @@ def execute_many(
             answer = answers[i]
             if isinstance(answer, BaseException):
                 _record_failure(session, started_seq=start.started.seq, exc=answer)
-                outcomes.append(answer if isinstance(answer, ExecutorError) else ExecutorError(str(answer)))
+                error = answer if isinstance(answer, ExecutorError) else ExecutorError(str(answer))
+                outcomes.append(CommandOutcome(decision=decision, decision_seq=seqs[i], error=error,
+                                               started_seq=start.started.seq))
                 continue
             result = redact_result(answer)
             finished = audit.record_finished(session, started=start.started, result=result)
