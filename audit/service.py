@@ -95,6 +95,25 @@ def _head(conn: Connection) -> tuple[int, str]:
     return (0, GENESIS_HASH) if row is None else (row[0], row[1])
 
 
+_HEAD_KEY = "audit_head"
+
+
+def _locked_head(session: Session, conn: Connection) -> tuple[int, str]:
+    """The head to append after, with the append lock held for the rest of the transaction.
+
+    The lock is held until the transaction ends, so after this transaction's own
+    first append the head is known without asking again: a fan-out appending
+    three thousand records pays for one lookup, not three thousand. Inside a
+    savepoint nothing is remembered, because rolling it back would drop records."""
+    remembered = session.info.get(_HEAD_KEY)
+    if session.in_nested_transaction():
+        session.info.pop(_HEAD_KEY, None)
+    elif remembered is not None and remembered[0] is session.get_transaction():
+        return remembered[1], remembered[2]
+    _lock_chain(conn)
+    return _head(conn)
+
+
 def head(session: Session | Connection) -> tuple[int, str]:
     """The last record's ``(seq, hash)``; ``(0, GENESIS_HASH)`` when the log is empty."""
     return _head(session.connection() if isinstance(session, Session) else session)
@@ -151,13 +170,14 @@ def append(
         truncated=None if truncated is None else bool(truncated),
     )
     conn = session.connection()
-    _lock_chain(conn)
-    seq, prev_hash = _head(conn)
+    seq, prev_hash = _locked_head(session, conn)
     values.update(seq=seq + 1, ts=_now(), prev_hash=prev_hash)
     values["hash"] = record_hash(values)
     # A Core insert skips the unit of work; the record is then attached as if
     # loaded, so callers get an ordinary persistent AuditRecord.
     conn.execute(_INSERT, values)
+    if not session.in_nested_transaction():
+        session.info[_HEAD_KEY] = (session.get_transaction(), seq + 1, values["hash"])
     record = AuditRecord(**values)
     make_transient_to_detached(record)
     session.add(record)

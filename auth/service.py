@@ -46,19 +46,36 @@ def create_api_token(session: Session, *, name: str, actor: str | None) -> Issue
     return IssuedApiToken(id=token_id, name=name, token=f"sqa_{token_id}.{secret}")
 
 
-def authenticate_token(session: Session, token: str) -> ApiToken:
-    """The token's record, or ``TokenError`` (the same message for every kind of wrong token)."""
+def authenticate_token(session: Session, token: str, *, stamp: bool = True) -> ApiToken:
+    """The token's record, or ``TokenError`` (the same message for every kind of wrong token).
+
+    ``stamp`` records the use (at most once a minute); a caller on a read-only
+    session passes False and stamps in a write session of its own."""
     parsed = TOKEN.fullmatch(token.strip())
     record = session.get(ApiToken, parsed["id"]) if parsed else None
     secret = parsed["secret"] if parsed else ""
     if not matches(record.secret_sha256 if record else None, secret) or record is None or record.revoked:
         raise TokenError("invalid or revoked API token")
-    now = datetime.now(UTC)
-    # Written at most once a minute: "last used" is for spotting stale tokens, and a
-    # write on every request would cost each API call a commit.
-    if record.last_used is None or now - datetime.fromisoformat(record.last_used) > timedelta(minutes=1):
-        record.last_used = now.isoformat()
+    if stamp and token_needs_stamp(record):
+        record.last_used = datetime.now(UTC).isoformat()
     return record
+
+
+def token_needs_stamp(record: ApiToken) -> bool:
+    """Whether the token's last use is unrecorded or over a minute old.
+
+    "Last used" is for spotting stale tokens; a write on every request would
+    cost each API call a commit."""
+    return record.last_used is None or datetime.now(UTC) - datetime.fromisoformat(record.last_used) > timedelta(
+        minutes=1
+    )
+
+
+def stamp_token(session: Session, token_id: str) -> None:
+    """Record that the token was used now."""
+    record = session.get(ApiToken, token_id)
+    if record is not None:
+        record.last_used = datetime.now(UTC).isoformat()
 
 
 def revoke_api_token(session: Session, *, ref: str) -> ApiToken:

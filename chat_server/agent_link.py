@@ -35,7 +35,7 @@ HELLO_TIMEOUT_S = 10.0
 
 
 def _authenticate(websocket: WebSocket, node_id: str, token: str) -> NodeRecord:
-    with session_scope(websocket.app.state.context.db.sessions) as session:
+    with session_scope(websocket.app.state.context.db.readers) as session:
         record = authenticate(session, node_id=node_id, token=token)
         session.expunge(record)
         return record
@@ -59,15 +59,21 @@ async def agent_socket(websocket: WebSocket) -> None:
     if not node_id or scheme.lower() != "bearer" or not token:
         await _deny(websocket, 401, f"send the node id in {NODE_HEADER} and the token as Authorization: Bearer sqn_...")
         return
-    try:
-        record = await run_in_threadpool(_authenticate, websocket, node_id[:64], token[:256])
-    except NodeRegistryError as exc:
-        await _deny(websocket, 403 if "revoked" in str(exc) else 401, str(exc))
-        return
+    known = hub.authenticate(node_id[:64], token[:256])
+    if known is not None:
+        node, name, generation = known.node_id, known.name, known.generation
+    else:
+        try:
+            record = await run_in_threadpool(_authenticate, websocket, node_id[:64], token[:256])
+        except NodeRegistryError as exc:
+            await _deny(websocket, 403 if "revoked" in str(exc) else 401, str(exc))
+            return
+        hub.remember(record)
+        node, name, generation = record.id, record.name, record.token_generation
     await websocket.accept()
     peer = _peer(websocket)
     link = Link(
-        node_id=record.id, name=record.name, generation=record.token_generation, peer=peer,
+        node_id=node, name=name, generation=generation, peer=peer,
         send_text=websocket.send_text, close=lambda code, reason: websocket.close(code, reason),
     )
     try:
@@ -78,7 +84,7 @@ async def agent_socket(websocket: WebSocket) -> None:
         check_protocol(hello.protocol)
     except (TimeoutError, FrameError) as exc:
         problem = str(exc) or "no hello within the time allowed"
-        log.warning("node %s (%s): %s; closing the connection", record.name, peer, problem)
+        log.warning("node %s (%s): %s; closing the connection", name, peer, problem)
         await websocket.close(CLOSE_BAD_FRAME, problem[:120])
         return
     welcome = await hub.attach(link, hello)
@@ -91,7 +97,7 @@ async def agent_socket(websocket: WebSocket) -> None:
                 code = message.get("code", 1000)
                 why = f"code {code}" + (" (frame over the size limit)" if code == 1009 else "")
                 if code == 1009:
-                    log.warning("node %s (%s): oversized frame; the connection was closed", record.name, peer)
+                    log.warning("node %s (%s): oversized frame; the connection was closed", name, peer)
                 break
             if message.get("text") is not None:
                 await hub.on_text(link, message["text"])

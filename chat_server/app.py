@@ -25,7 +25,8 @@ def _denials_are_not_errors(record: logging.LogRecord) -> bool:
 def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
     """The app for ``context`` (settings, database, squads, nodes)."""
     _ = context.db  # open (and migrate) the database before the first request, not during it
-    hub = hub or Hub(sessions=context.db.sessions, heartbeat_s=context.settings.agent_heartbeat_s)
+    hub = hub or Hub(sessions=context.db.sessions, readers=context.db.readers,
+                     heartbeat_s=context.settings.agent_heartbeat_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -41,8 +42,8 @@ def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
     app.state.hub = hub
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, bool]:
-        """Liveness: 200 once the app is up (no authentication)."""
+    async def healthz() -> dict[str, bool]:
+        """Liveness: 200 once the app is up (no authentication; on the event loop, never behind the thread pool)."""
         return {"ok": True}
 
     app.include_router(router)

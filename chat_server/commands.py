@@ -72,8 +72,13 @@ def run_command(body: RunIn, token: TokenDep, context: ContextDep, hub: HubDep) 
     if body.agent not in context.agent_ids():
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             f"unknown agent {body.agent!r}; agents: {', '.join(context.agent_ids())}")
-    with context.db.sessions() as session:
-        remote = registered_configs(session, names=body.nodes, labels=body.labels or None)
+    wanted = set(body.nodes)
+    remote = {c.name: hub.config(c) for c in list(hub.credentials.values()) if not c.revoked and (
+        c.name in wanted or (body.labels and body.labels.items() <= c.labels.items()))}
+    unseen = wanted - remote.keys() - context.nodes.keys()
+    if unseen:  # registered by another process since the hub last looked
+        with context.db.readers() as session:
+            remote.update(registered_configs(session, names=unseen))
     local = {n: c for n, c in context.nodes.items()
              if n in body.nodes or (body.labels and body.labels.items() <= c.labels.items())}
     chosen = {**remote, **local}  # a configured node's name wins: it runs here

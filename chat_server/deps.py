@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from auth.models import ApiToken
-from auth.service import TokenError, authenticate_token
+from auth.service import TokenError, authenticate_token, stamp_token, token_needs_stamp
 from nodes.hub import Hub
 from squads.context import AppContext
 from storage.db import session_scope
 
+log = logging.getLogger("squads.api")
 bearer = HTTPBearer(auto_error=False)
 
 
@@ -25,6 +28,15 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_reader(request: Request) -> Iterator[Session]:
+    """A read-only session: on SQLite it never holds, or waits for, the writer lock."""
+    with request.app.state.context.db.readers() as session:
+        yield session
+
+
+ReaderDep = Annotated[Session, Depends(get_reader)]
 
 
 def current_token(
@@ -40,13 +52,20 @@ def current_token(
     )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized
+    db = request.app.state.context.db
     try:
-        with session_scope(request.app.state.context.db.sessions) as session:
-            token = authenticate_token(session, credentials.credentials)
+        with db.readers() as session:
+            token = authenticate_token(session, credentials.credentials, stamp=False)
             session.expunge(token)
-            return token
     except TokenError:
         raise unauthorized from None
+    if token_needs_stamp(token):
+        try:
+            with session_scope(db.sessions) as session:
+                stamp_token(session, token.id)
+        except OperationalError:
+            log.warning("could not record the last use of API token %s (database busy)", token.name)
+    return token
 
 
 TokenDep = Annotated[ApiToken, Depends(current_token)]

@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from agent.install import install_command
-from chat_server.deps import ContextDep, HubDep, SessionDep, TokenDep, actor_of
+from chat_server.deps import ContextDep, HubDep, ReaderDep, SessionDep, TokenDep, actor_of
 from nodes.hub import Hub
 from nodes.models import NodeRecord
 from squads.context import AppContext
-from nodes.service import IssuedToken, NodeNotFound, NodeRegistryError, create_node, list_registered, revoke_node, rotate_token
+from nodes.service import IssuedToken, NodeNotFound, find_node, NodeRegistryError, create_node, list_registered, revoke_node, rotate_token
 
 router = APIRouter(prefix="/api", tags=["nodes"])
 
@@ -71,7 +71,7 @@ def _out(record: NodeRecord, hub: Hub) -> NodeOut:
 
 
 @router.get("/nodes")
-def list_nodes(session: SessionDep, token: TokenDep, hub: HubDep) -> list[NodeOut]:
+def list_nodes(session: ReaderDep, token: TokenDep, hub: HubDep) -> list[NodeOut]:
     """Registered nodes with their state: online now, last seen, agent version and facts."""
     return [_out(r, hub) for r in list_registered(session)]
 
@@ -85,7 +85,7 @@ class NodeSummary(BaseModel):
 
 
 @router.get("/nodes/summary")
-def node_summary(session: SessionDep, token: TokenDep, hub: HubDep) -> NodeSummary:
+def node_summary(session: ReaderDep, token: TokenDep, hub: HubDep) -> NodeSummary:
     """Counts only: cheap enough to poll with ten thousand nodes."""
     revoked = {name for name, gone in session.execute(select(NodeRecord.name, NodeRecord.revoked)) if gone}
     total = session.scalar(select(func.count()).select_from(NodeRecord)) or 0
@@ -94,12 +94,16 @@ def node_summary(session: SessionDep, token: TokenDep, hub: HubDep) -> NodeSumma
 
 
 @router.post("/nodes", status_code=status.HTTP_201_CREATED)
-def register_node(body: NodeIn, session: SessionDep, token: TokenDep, context: ContextDep) -> IssuedOut:
+def register_node(
+    body: NodeIn, session: SessionDep, token: TokenDep, context: ContextDep, hub: HubDep
+) -> IssuedOut:
     """Register a node; the response holds its token, which is never shown again."""
     try:
         issued = create_node(session, name=body.name, labels=body.labels, actor=actor_of(token))
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    session.commit()
+    hub.remember(find_node(session, issued.node_id))
     return _issued(issued, context)
 
 
@@ -113,6 +117,7 @@ def rotate(ref: str, session: SessionDep, token: TokenDep, hub: HubDep, context:
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
+    hub.remember(find_node(session, issued.node_id))
     hub.kick_blocking(issued.name, "this node's token was rotated")
     return _issued(issued, context)
 
@@ -125,5 +130,6 @@ def revoke(ref: str, session: SessionDep, token: TokenDep, hub: HubDep) -> NodeO
     except NodeNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     session.commit()
+    hub.remember(record)
     hub.kick_blocking(record.name, "this node was revoked")
     return _out(record, hub)

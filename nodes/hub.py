@@ -18,11 +18,13 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from auth.tokens import matches
 from agent.protocol import (
     AGENT_FRAMES,
     CLOSE_BAD_FRAME,
@@ -45,7 +47,7 @@ from agent.protocol import (
     unpack_chunk,
 )
 from audit.service import display_text
-from nodes.models import NodeRecord
+from nodes.models import NodeConfig, NodeRecord, node_config
 from storage.db import session_scope
 from tools.executors.base import ExecResult, Interrupted, NodeRefused, NotRun, RunContext, output_digest
 from tools.executors.local import decode_output
@@ -93,6 +95,19 @@ class Link:
     running: int = 0
     pending: dict[str, Pending] = field(default_factory=dict)
     closing: bool = False
+    facts_written: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What the hub keeps in memory of a registered node, so a handshake needs no database."""
+
+    node_id: str
+    name: str
+    token_sha256: str
+    generation: int
+    revoked: bool
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +136,15 @@ class Hub:
     """Connected agents and the requests in flight to them."""
 
     def __init__(
-        self, *, sessions: sessionmaker[Session], heartbeat_s: float = 20.0, housekeeping_s: float = 5.0
+        self, *, sessions: sessionmaker[Session], readers: sessionmaker[Session] | None = None,
+        heartbeat_s: float = 20.0, housekeeping_s: float = 5.0,
     ) -> None:
         """``heartbeat_s`` is what agents are told; a link silent for three of them is closed."""
         self.sessions = sessions
+        self.readers = readers or sessions
+        # Registered nodes by id, reloaded every housekeeping round and updated at once by this
+        # process's own registry changes: ten thousand reconnecting agents cost no database reads.
+        self.credentials: dict[str, Credential] = {}
         self.heartbeat_s = heartbeat_s
         self.housekeeping_s = housekeeping_s
         self.links: dict[str, Link] = {}
@@ -139,6 +159,7 @@ class Hub:
         """Bind to the running loop, forget connections a previous process left marked, start housekeeping."""
         self.loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._clear_connections)
+        await asyncio.to_thread(self.reload_credentials)
         self._task = asyncio.create_task(self._housekeeping(), name="hub-housekeeping")
 
     async def stop(self) -> None:
@@ -342,6 +363,30 @@ class Hub:
         )
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
+    def run_batch(
+        self, runs: Sequence[tuple[Any, RunContext]], *, timeout: float, max_output: int
+    ) -> list[ExecResult | BaseException]:
+        """Many requests at once from a worker thread (a fan-out): one hop onto the loop, not one per node.
+
+        ``runs`` pairs each node's executor (anything with a ``node`` name) with its context."""
+        if self.loop is None:
+            return [NotRun(f"node {ex.node} cannot be reached: this process has no agent endpoint") for ex, _ in runs]
+
+        async def gather() -> list[ExecResult | BaseException]:
+            return await asyncio.gather(*(
+                self.run(node=ex.node, argv=ctx.decision.argv, agent=ctx.decision.agent or "", timeout=timeout,
+                         max_output=max_output, request_id=ctx.request_id, approved_by=ctx.approved_by)
+                for ex, ctx in runs
+            ), return_exceptions=True)
+
+        return asyncio.run_coroutine_threadsafe(gather(), self.loop).result()
+
+    def config(self, cred: Credential) -> NodeConfig:
+        """The node as the control plane's policy sees it: its labels, and its programs where its agent found them."""
+        link = self.links.get(cred.name)
+        programs = dict(link.facts.programs) if link is not None and link.facts is not None else {}
+        return node_config(cred.name, cred.labels, programs)
+
     # -- state -----------------------------------------------------------------------------------
     def state(self, name: str) -> NodeState:
         """The live state of ``name`` as this process sees it."""
@@ -403,25 +448,56 @@ class Hub:
                 "connected_since": _iso(link.connected_at) if live else None,
                 "connected_from": link.peer[:100] if live else None,
             }
-            if link.facts is not None:
+            if link.facts is not None and not link.facts_written:
                 row["facts"] = json.dumps(link.facts.model_dump(mode="json"), sort_keys=True)
                 row["agent_version"] = link.version[:64]
+                link.facts_written = True
             rows.append(row)
             self._persisted[node_id] = now
         return rows, {link.node_id: link for link in self.links.values()}
 
     def _write(self, rows: list[dict[str, object]], connected: dict[str, Link]) -> list[Link]:
-        """On a worker thread: one transaction for the rows; returns connected links whose token is stale."""
-        with session_scope(self.sessions) as session:
-            for keys in {tuple(sorted(r)) for r in rows}:
-                session.execute(update(NodeRecord), [r for r in rows if tuple(sorted(r)) == keys])
-            if not connected:
-                return []
-            current = session.execute(select(NodeRecord.id, NodeRecord.revoked, NodeRecord.token_generation)).all()
+        """On a worker thread: one transaction for the rows, then the registry reloaded;
+        returns connected links whose token was revoked or rotated (by any process)."""
+        if rows:
+            with session_scope(self.sessions) as session:
+                for keys in {tuple(sorted(r)) for r in rows}:
+                    session.execute(update(NodeRecord), [r for r in rows if tuple(sorted(r)) == keys])
+        credentials = self.reload_credentials()
         return [
-            connected[node_id] for node_id, revoked, generation in current
-            if node_id in connected and (revoked or generation != connected[node_id].generation)
+            link for node_id, link in connected.items()
+            if (cred := credentials.get(node_id)) is None or cred.revoked or cred.generation != link.generation
         ]
+
+    def reload_credentials(self) -> dict[str, Credential]:
+        """Read every registered node's id, name, token hash and labels (on a worker thread)."""
+        columns = (NodeRecord.id, NodeRecord.name, NodeRecord.token_sha256, NodeRecord.token_generation,
+                   NodeRecord.revoked, NodeRecord.labels)
+        with self.readers() as session:
+            rows = session.execute(select(*columns)).all()
+        self.credentials = {
+            row[0]: Credential(row[0], row[1], row[2], row[3], bool(row[4]), json.loads(row[5] or "{}"))
+            for row in rows
+        }
+        return self.credentials
+
+    def remember(self, record: NodeRecord) -> None:
+        """Take this process's own registry change (create, rotate, revoke) into account at once."""
+        self.credentials[record.id] = Credential(
+            record.id, record.name, record.token_sha256, record.token_generation, bool(record.revoked),
+            json.loads(record.labels or "{}"),
+        )
+
+    def authenticate(self, node_id: str, token: str) -> Credential | None:
+        """The node these credentials belong to, from memory; None when memory cannot tell.
+
+        None (unknown id, a token that does not match, a revoked node) sends the
+        caller to the database, which is the authority: a node registered or
+        rotated by another process a moment ago is not refused for being new."""
+        cred = self.credentials.get(node_id)
+        if cred is None or cred.revoked or not matches(cred.token_sha256, token):
+            return None
+        return cred
 
     def _clear_connections(self) -> None:
         with session_scope(self.sessions) as session:

@@ -97,6 +97,15 @@ class NodeConfig(BaseModel):
         return NodeContext.of(self.name, self.labels, self.programs, self.program_args)
 
 
+def node_config(name: str, labels: dict[str, str], programs: dict[str, str]) -> NodeConfig:
+    """A registered node's config; programs are its agent's claim, dropped if they do not validate
+    (the agent resolves its own paths anyway, so a bad claim must not hide the node)."""
+    try:
+        return NodeConfig(name=name, labels=labels, programs=programs)
+    except ValueError:
+        return NodeConfig(name=name, labels=labels)
+
+
 class NodeRecord(Base):
     """A node whose agent connects to this control plane. Its token is stored only as a hash."""
 

@@ -20,6 +20,7 @@ class RemoteExecutor:
     def __init__(self, hub: Hub, node: str) -> None:
         self.hub = hub
         self.node = node
+        self.batch = hub  # a fan-out over many of these is one call to the hub
 
     def run(
         self, argv: Sequence[str], *, timeout: float, max_output: int, context: RunContext | None = None

@@ -19,7 +19,7 @@ from audit.models import RecordKind
 from auth.tokens import matches, new_secret, secret_hash
 from audit.service import append
 from config.yaml_loader import safe_load
-from nodes.models import LOCAL_NODE, NodeConfig, NodeRecord
+from nodes.models import LOCAL_NODE, NodeConfig, NodeRecord, node_config
 
 
 class NodeNotFound(LookupError):
@@ -175,11 +175,7 @@ def registered_configs(
         ):
             continue
         found = json.loads(record.facts or "{}").get("programs") or {}
-        try:
-            configs[record.name] = NodeConfig(name=record.name, labels=labels_, programs=found)
-        except ValidationError:
-            # Facts are the agent's claim; a bad one must not hide the node (its own paths apply there anyway).
-            configs[record.name] = NodeConfig(name=record.name, labels=labels_)
+        configs[record.name] = node_config(record.name, labels_, found if isinstance(found, dict) else {})
     return configs
 
 

@@ -34,20 +34,24 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL and writer-exclusive transactions."""
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """Create an engine; SQLite gets WAL and writer-exclusive transactions.
+
+    ``readonly`` (SQLite only) opens plain deferred transactions instead: in WAL
+    mode a reader neither waits for the writer nor holds it up, so a page or API
+    read can never queue behind, or in front of, the audit log's appends."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
-        _sqlite_immediate_transactions(engine)
+        _sqlite_immediate_transactions(engine, readonly=readonly)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_immediate_transactions(engine: Engine) -> None:
+def _sqlite_immediate_transactions(engine: Engine, *, readonly: bool = False) -> None:
     # pysqlite defers BEGIN until the first write, so two processes could both
     # read the audit chain head and append after it. BEGIN IMMEDIATE takes the
     # write lock up front (SQLAlchemy's documented pysqlite recipe).
@@ -62,7 +66,7 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -34,10 +34,14 @@ def upgrade(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class Database:
-    """An engine and its session factory."""
+    """An engine and its session factories.
+
+    ``sessions`` are for anything that writes. ``readers`` are for reads only:
+    on SQLite they do not take the writer lock (on PostgreSQL they are the same)."""
 
     engine: Engine
     sessions: sessionmaker[Session]
+    readers: sessionmaker[Session]
 
 
 def open_database(*, url: str, migrate: bool = True) -> Database:
@@ -45,4 +49,6 @@ def open_database(*, url: str, migrate: bool = True) -> Database:
     engine = make_engine(url)
     if migrate:
         upgrade(engine)
-    return Database(engine=engine, sessions=make_session_factory(engine))
+    sessions = make_session_factory(engine)
+    readers = make_session_factory(make_engine(url, readonly=True)) if engine.dialect.name == "sqlite" else sessions
+    return Database(engine=engine, sessions=sessions, readers=readers)

@@ -322,3 +322,20 @@ def test_cli_head_verify_export(cli_db: Database, tmp_path: Path) -> None:
     assert "BROKEN at record 2: record 2: stored hash does not match its contents" in result.stdout
     report = json.loads(runner.invoke(app, ["verify", "--json"]).stdout)
     assert (report["ok"], report["first_broken_seq"], report["records_checked"]) == (False, 2, 1)
+
+
+def test_many_appends_in_one_transaction_and_a_rolled_back_savepoint_keep_the_chain(db: Database) -> None:
+    # The head is remembered within a transaction; a savepoint's records may vanish, so it must not be.
+    with db.sessions() as session, session.begin():
+        for i in range(50):
+            service.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": i})
+        nested = session.begin_nested()
+        service.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": "dropped"})
+        nested.rollback()
+        service.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": "after"})
+    with db.sessions() as session:
+        report = service.verify(session)
+        assert report.ok, report.problem
+        assert report.records_checked == 51
+        last = session.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc())).first()
+        assert last is not None and json.loads(last.details) == {"i": "after"}

@@ -183,3 +183,29 @@ def test_site_programs_reach_the_engine_but_cannot_redefine_shipped_ones(context
     fresh = AppContext(settings=context.settings)
     with pytest.raises(ValueError, match="shipped with Squads and cannot be redefined"):
         _ = fresh.programs
+
+
+def test_the_hub_authenticates_from_memory_and_defers_to_the_database_when_unsure(db: Database) -> None:
+    from nodes.service import find_node, revoke_node, rotate_token
+
+    with session_scope(db.sessions) as session:
+        first = create_node(session, name="web-1", labels={"role": "web"}, actor="t")
+    hub = Hub(sessions=db.sessions, readers=db.readers)
+    hub.reload_credentials()
+    known = hub.authenticate(first.node_id, first.token)
+    assert known is not None and known.name == "web-1" and known.labels == {"role": "web"}
+    assert hub.authenticate(first.node_id, first.token + "x") is None
+    assert hub.authenticate("0" * 32, first.token) is None
+    with session_scope(db.sessions) as session:
+        second = create_node(session, name="web-2", labels={}, actor="t")
+        rotated = rotate_token(session, ref="web-1", actor="t")
+    # Registered and rotated elsewhere: memory cannot tell, so the caller asks the database.
+    assert hub.authenticate(second.node_id, second.token) is None
+    assert hub.authenticate(first.node_id, rotated.token) is None
+    hub.reload_credentials()
+    assert hub.authenticate(first.node_id, rotated.token) is not None
+    assert hub.authenticate(first.node_id, first.token) is None
+    with session_scope(db.sessions) as session:
+        hub.remember(revoke_node(session, ref="web-2", actor="t"))
+        assert hub.authenticate(second.node_id, second.token) is None
+        assert find_node(session, "web-2").revoked

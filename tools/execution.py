@@ -20,7 +20,15 @@ from audit.models import AuditRecord
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext, Verdict
 from storage.db import session_scope
-from tools.executors.base import ExecResult, Executor, ExecutorError, NodeRefused, NotRun, RunContext
+from tools.executors.base import (
+    BatchRunner,
+    ExecResult,
+    Executor,
+    ExecutorError,
+    NodeRefused,
+    NotRun,
+    RunContext,
+)
 from transcripts.redact import redact
 
 
@@ -121,11 +129,21 @@ def execute_many(
             return exc
 
     allowed = [i for i, s in enumerate(starts) if s is not None]
-    if len(allowed) <= 1:
-        answers = {i: run(i) for i in allowed}
+    answers: dict[int, ExecResult | BaseException] = {}
+    batches: dict[int, tuple[BatchRunner, list[int]]] = {}
+    for i in allowed:
+        runner = getattr(targets[i].executor, "batch", None)
+        if runner is not None and len(allowed) > 1:
+            batches.setdefault(id(runner), (runner, []))[1].append(i)
+    for runner, indices in batches.values():
+        runs = [(targets[i].executor, starts[i].context) for i in indices]  # type: ignore[union-attr]
+        answers.update(zip(indices, runner.run_batch(runs, timeout=timeout, max_output=max_output), strict=True))
+    rest = [i for i in allowed if i not in answers]
+    if len(rest) <= 1:
+        answers.update({i: run(i) for i in rest})
     else:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(allowed)), thread_name_prefix="fanout") as pool:
-            answers = dict(zip(allowed, pool.map(run, allowed), strict=True))
+        with ThreadPoolExecutor(max_workers=min(parallel, len(rest)), thread_name_prefix="fanout") as pool:
+            answers.update(zip(rest, pool.map(run, rest), strict=True))
     outcomes: list[CommandOutcome] = []
     with session_scope(sessions) as session:
         for i, decision in enumerate(decisions):

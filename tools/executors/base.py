@@ -80,6 +80,19 @@ class Interrupted(ExecutorError):
     """The command may have started, but its end will never be known (the node went away)."""
 
 
+class BatchRunner(Protocol):
+    """Runs many requests at once for executors that share it (a hub's remote executors).
+
+    Executors offer one through a ``batch`` attribute; ``execute_many`` then makes
+    one call for a whole fan-out instead of one blocked thread per node."""
+
+    def run_batch(
+        self, runs: Sequence[tuple[Executor, RunContext]], *, timeout: float, max_output: int
+    ) -> list[ExecResult | BaseException]:
+        """One answer (a result or the exception) per run, in order."""
+        ...
+
+
 class Executor(Protocol):
     """Runs an argv that the policy has already allowed."""
 
