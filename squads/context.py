@@ -83,7 +83,7 @@ class AppContext:
         already apply, so the check is a fingerprint, not a timer."""
         folder = self.settings.effective_config_dir / "grants"
         files = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(folder.glob("*.y*ml"))) if folder.is_dir() else ()
-        with self.db.sessions() as session:
+        with self.db.readers() as session:
             stored = tuple(session.execute(select(GrantRecord.id, GrantRecord.body, GrantRecord.enabled)).all())
         key = (files, stored)
         if self._engine_cache is None or self._engine_cache[0] != key:
