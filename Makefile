@@ -25,6 +25,8 @@ bench: $(BIN)/.installed services
 	$(BIN)/python benchmarks/policy_bench.py
 	$(BIN)/python benchmarks/audit_bench.py
 	$(BIN)/python benchmarks/eval_bench.py
+	$(BIN)/python benchmarks/roundtrip_bench.py
+	$(BIN)/python benchmarks/scale_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
