@@ -28,6 +28,8 @@ class RecordKind(StrEnum):
     EXECUTION_INTERRUPTED = "execution_interrupted"
     APPROVAL_RESOLVED = "approval_resolved"
     NODE_ADMIN = "node_admin"  # a node registered, its token rotated, or revoked
+    USER_ADMIN = "user_admin"  # a user created, their role changed, disabled, or their password reset
+    SIGN_IN = "sign_in"  # a sign-in, successful or not, and sign-outs
 
 
 class AuditRecord(Base):

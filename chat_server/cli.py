@@ -9,7 +9,9 @@ import typer
 import uvicorn
 
 from chat_server.app import create_app
-from squads.context import load_context
+from squads.context import AppContext, load_context
+from storage.db import session_scope
+from users.service import ensure_first_admin
 
 
 def serve_command(
@@ -22,8 +24,21 @@ def serve_command(
     if (tls_cert is None) != (tls_key is None):
         typer.echo("error: give both --tls-cert and --tls-key, or neither (and terminate TLS in a proxy)", err=True)
         raise typer.Exit(2)
-    app = create_app(load_context())
+    context = load_context()
+    announce_first_admin(context)
+    app = create_app(context)
     uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(tls_cert=tls_cert, tls_key=tls_key))
+
+
+def announce_first_admin(context: AppContext) -> None:
+    """On a database with no users, create ``admin`` and print its one-time password (never stored in clear)."""
+    with session_scope(context.db.sessions) as session:
+        first = ensure_first_admin(session)
+    if first is not None:
+        typer.echo(
+            f"\nFirst start: created user {first.username!r} with the one-time password\n\n    {first.password}\n\n"
+            "It is shown this once and must be changed at the first sign-in.\n", err=True,
+        )
 
 
 def uvicorn_options(*, tls_cert: Path | None = None, tls_key: Path | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from evals.cli import eval_command
 from nodes.cli import app as node_app
 from squads.chat import chat_command
 from transcripts.cli import app as transcript_app
+from users.cli import app as user_app
 from permissions.cli import app as policy_app
 from tools.cli import run
 
@@ -30,6 +31,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(token_app, name="token")
 app.command("serve")(serve_command)
 app.add_typer(agent_app, name="agent")
+app.add_typer(user_app, name="user")
 
 
 def main() -> None:

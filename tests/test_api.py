@@ -76,7 +76,7 @@ def test_a_revoked_token_stops_working(client: TestClient, context: AppContext, 
     assert client.get("/api/nodes", headers=auth).status_code == 401
 
 
-def test_squads_serve_answers_health_on_a_real_port(tmp_path: Path) -> None:
+def test_squads_serve_answers_health_on_a_real_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import os
     import socket
     import subprocess
@@ -107,3 +107,16 @@ def test_squads_serve_answers_health_on_a_real_port(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    output = server.stdout.read().decode() if server.stdout else ""
+    assert output.count("First start: created user 'admin'") == 1, output
+    password = output.split("one-time password", 1)[1].split()[0]
+    from users.service import sign_in
+
+    context = AppContext(settings=Settings(data_dir=tmp_path))
+    with session_scope(context.db.sessions) as session:
+        assert sign_in(session, username="admin", password=password, peer="test").user.must_change_password
+    # A second start finds the admin and prints no password.
+    from chat_server.cli import announce_first_admin
+
+    announce_first_admin(context)
+    assert "First start" not in capsys.readouterr().err

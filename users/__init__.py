@@ -1,0 +1,1 @@
+"""Local accounts, roles and browser sessions."""
