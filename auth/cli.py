@@ -18,13 +18,19 @@ app = typer.Typer(help="API tokens for /api/: create (shown once), list, revoke.
 def create_command(
     name: Annotated[str, typer.Argument(help="What the token is for (e.g. 'ci deploy').")],
     actor: Annotated[str, typer.Option(help="Who creates it.")] = "cli",
+    user: Annotated[str | None, typer.Option(
+        help="Make it this user's personal token (it acts with their role); without, a server token acting as admin.",
+    )] = None,
 ) -> None:
     """Create a token; it is printed once."""
+    from users.service import AccountError, find_user
+
     context = load_context()
     try:
         with session_scope(context.db.sessions) as session:
-            issued = create_api_token(session, name=name, actor=actor)
-    except TokenError as exc:
+            user_id = find_user(session, user).id if user else None
+            issued = create_api_token(session, name=name, actor=actor, user_id=user_id)
+    except (TokenError, AccountError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"token {issued.name} (shown once, stored only as a hash): {issued.token}")

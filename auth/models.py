@@ -1,8 +1,8 @@
-"""API tokens: made with the CLI, stored as hashes."""
+"""API tokens: made with the CLI (or by a user for themselves), stored as hashes."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.db import Base
@@ -20,3 +20,6 @@ class ApiToken(Base):
     created_by: Mapped[str | None] = mapped_column(String(200))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     last_used: Mapped[str | None] = mapped_column(String(40))
+    # A personal token acts as its user, with the user's role; one without a user is a
+    # server token made on the control plane's own shell, and acts as an admin.
+    user_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"))

@@ -34,15 +34,20 @@ class IssuedApiToken:
     token: str
 
 
-def create_api_token(session: Session, *, name: str, actor: str | None) -> IssuedApiToken:
-    """A new API token called ``name``; the whole token is returned once."""
+def create_api_token(
+    session: Session, *, name: str, actor: str | None, user_id: int | None = None
+) -> IssuedApiToken:
+    """A new API token called ``name``; the whole token is returned once.
+
+    With ``user_id`` it is that user's personal token and acts with their role."""
     if not NAME.fullmatch(name):
         raise TokenError(f"token name {name!r}: use letters, digits, spaces, '.', '_' or '-' (1-100 characters)")
     if session.scalar(select(ApiToken).where(ApiToken.name == name)) is not None:
         raise TokenError(f"a token named {name!r} exists; revoke it or choose another name")
     token_id, secret = uuid.uuid4().hex, new_secret()
     session.add(ApiToken(id=token_id, name=name, secret_sha256=secret_hash(secret),
-                         created_at=datetime.now(UTC).isoformat(), created_by=actor, revoked=False))
+                         created_at=datetime.now(UTC).isoformat(), created_by=actor, revoked=False,
+                         user_id=user_id))
     return IssuedApiToken(id=token_id, name=name, token=f"sqa_{token_id}.{secret}")
 
 

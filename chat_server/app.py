@@ -1,17 +1,30 @@
-"""The control plane's FastAPI app: health, the JSON API under /api/ and the agent endpoint."""
+"""The control plane's FastAPI app: pages, the JSON API under /api/, the agent endpoint, health."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
-from chat_server import agent_link, commands
+from chat_server import agent_link, commands, signin
+from chat_server.principals import NotSignedIn, PasswordChangeRequired, Viewer
 from chat_server.routes import router
 from nodes.hub import Hub
 from squads.context import AppContext
+
+# Pages load nothing from elsewhere: scripts, styles and images come from this app.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def _denials_are_not_errors(record: logging.LogRecord) -> bool:
@@ -20,6 +33,32 @@ def _denials_are_not_errors(record: logging.LogRecord) -> bool:
     # endpoint logs the refusal itself as a warning. Alerting on ERROR must not fire
     # on every bad token.
     return "returned without completing handshake" not in record.getMessage()
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+async def _not_signed_in(request: Request, _exc: Exception) -> Response:
+    if _is_api(request):
+        return JSONResponse(
+            {"detail": "sign in, or send an API token: Authorization: Bearer sqa_... (squads token create)"},
+            status_code=401, headers={"WWW-Authenticate": "Bearer"},
+        )
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={_quote(target)}", status_code=303)
+
+
+async def _password_first(request: Request, _exc: Exception) -> Response:
+    if _is_api(request):
+        return JSONResponse({"detail": "change your one-time password first (sign in to the web UI)"}, status_code=403)
+    return RedirectResponse("/password", status_code=303)
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
 
 
 def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
@@ -37,16 +76,35 @@ def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
         finally:
             await hub.stop()
 
-    app = FastAPI(title="Squads control plane", version="0.1.0", lifespan=lifespan)
+    # The interactive docs would load scripts from a CDN and be open to anyone: off. The
+    # schema itself is served to signed-in callers at /api/openapi.json.
+    app = FastAPI(title="Squads control plane", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = context
     app.state.hub = hub
+    app.add_exception_handler(NotSignedIn, _not_signed_in)
+    app.add_exception_handler(PasswordChangeRequired, _password_first)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, bool]:
         """Liveness: 200 once the app is up (no authentication; on the event loop, never behind the thread pool)."""
         return {"ok": True}
 
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def openapi(caller: Viewer) -> JSONResponse:
+        """The API's schema, for signed-in callers."""
+        return JSONResponse(app.openapi())
+
     app.include_router(router)
     app.include_router(commands.router)
+    app.include_router(signin.router)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     agent_link.mount(app)
     return app

@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 
-from chat_server.deps import ContextDep, HubDep, TokenDep, actor_of
+from chat_server.deps import ContextDep, HubDep
+from chat_server.principals import Engineer
 from nodes.remote import RemoteExecutor
 from nodes.service import registered_configs
 from squads.context import local_executor
@@ -65,7 +66,7 @@ def _node_run(node: str, outcome: CommandOutcome) -> NodeRun:
 
 
 @router.post("/run")
-def run_command(body: RunIn, token: TokenDep, context: ContextDep, hub: HubDep) -> list[NodeRun]:
+def run_command(body: RunIn, caller: Engineer, context: ContextDep, hub: HubDep) -> list[NodeRun]:
     """Run ``argv`` on the named nodes and those matching ``labels``; one answer per node, in name order.
 
     Held commands (needs approval) are not run here: approve them in a conversation."""
@@ -95,7 +96,7 @@ def run_command(body: RunIn, token: TokenDep, context: ContextDep, hub: HubDep) 
     ]
     outcomes = execute_many(
         targets=targets, sessions=context.db.sessions, engine=context.current_engine(), agent=body.agent,
-        argv=body.argv, actor=actor_of(token), squad=body.agent.split("/")[0],
+        argv=body.argv, actor=caller.name, squad=body.agent.split("/")[0],
         timeout=body.timeout_s or context.settings.default_timeout_s, max_output=context.settings.max_output_bytes,
     )
     return [_node_run(t.node.name, o) for t, o in zip(targets, outcomes, strict=True)]

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from agent.install import install_command
-from chat_server.deps import ContextDep, HubDep, ReaderDep, SessionDep, TokenDep, actor_of
+from chat_server.deps import ContextDep, HubDep, ReaderDep, SessionDep
+from chat_server.principals import Admin, Viewer
 from nodes.hub import Hub
 from nodes.models import NodeRecord
 from squads.context import AppContext
@@ -71,7 +72,7 @@ def _out(record: NodeRecord, hub: Hub) -> NodeOut:
 
 
 @router.get("/nodes")
-def list_nodes(session: ReaderDep, token: TokenDep, hub: HubDep) -> list[NodeOut]:
+def list_nodes(session: ReaderDep, caller: Viewer, hub: HubDep) -> list[NodeOut]:
     """Registered nodes with their state: online now, last seen, agent version and facts."""
     return [_out(r, hub) for r in list_registered(session)]
 
@@ -85,7 +86,7 @@ class NodeSummary(BaseModel):
 
 
 @router.get("/nodes/summary")
-def node_summary(session: ReaderDep, token: TokenDep, hub: HubDep) -> NodeSummary:
+def node_summary(session: ReaderDep, caller: Viewer, hub: HubDep) -> NodeSummary:
     """Counts only: cheap enough to poll with ten thousand nodes."""
     revoked = {name for name, gone in session.execute(select(NodeRecord.name, NodeRecord.revoked)) if gone}
     total = session.scalar(select(func.count()).select_from(NodeRecord)) or 0
@@ -95,11 +96,11 @@ def node_summary(session: ReaderDep, token: TokenDep, hub: HubDep) -> NodeSummar
 
 @router.post("/nodes", status_code=status.HTTP_201_CREATED)
 def register_node(
-    body: NodeIn, session: SessionDep, token: TokenDep, context: ContextDep, hub: HubDep
+    body: NodeIn, session: SessionDep, caller: Admin, context: ContextDep, hub: HubDep
 ) -> IssuedOut:
     """Register a node; the response holds its token, which is never shown again."""
     try:
-        issued = create_node(session, name=body.name, labels=body.labels, actor=actor_of(token))
+        issued = create_node(session, name=body.name, labels=body.labels, actor=caller.name)
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     session.commit()
@@ -108,10 +109,10 @@ def register_node(
 
 
 @router.post("/nodes/{ref}/rotate")
-def rotate(ref: str, session: SessionDep, token: TokenDep, hub: HubDep, context: ContextDep) -> IssuedOut:
+def rotate(ref: str, session: SessionDep, caller: Admin, hub: HubDep, context: ContextDep) -> IssuedOut:
     """A new token for the node; the old one stops working at once (a connected agent is closed)."""
     try:
-        issued = rotate_token(session, ref=ref, actor=actor_of(token))
+        issued = rotate_token(session, ref=ref, actor=caller.name)
     except NodeNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except NodeRegistryError as exc:
@@ -123,10 +124,10 @@ def rotate(ref: str, session: SessionDep, token: TokenDep, hub: HubDep, context:
 
 
 @router.post("/nodes/{ref}/revoke")
-def revoke(ref: str, session: SessionDep, token: TokenDep, hub: HubDep) -> NodeOut:
+def revoke(ref: str, session: SessionDep, caller: Admin, hub: HubDep) -> NodeOut:
     """Revoke the node: its token never authenticates again, and a connected agent is closed."""
     try:
-        record = revoke_node(session, ref=ref, actor=actor_of(token))
+        record = revoke_node(session, ref=ref, actor=caller.name)
     except NodeNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     session.commit()

@@ -1,0 +1,155 @@
+"""Sign-in, sign-out, password change and the home page.
+
+The session cookie is HttpOnly, SameSite=Lax and Secure whenever the request
+came over HTTPS (directly or through a proxy uvicorn trusts). Sign-in has its
+own double-submit token against login CSRF, and failures are throttled per
+account and per address.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from chat_server.principals import SESSION_COOKIE, SignedIn, Viewer
+from storage.db import session_scope
+from users.models import User
+from users.ratelimit import FailureLimiter
+from users.service import SESSION_LIFETIME, AccountError, SignInError, change_password, sign_in, sign_out
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+LOGIN_COOKIE = "squads_login"
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A page from ``templates/`` (autoescaped)."""
+    return templates.TemplateResponse(request, name, {"principal": None, **context}, status_code=status_code)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _local_path(value: str) -> str:
+    # Only a path on this site: "//evil.example" and "https://..." would be open redirects.
+    return value if value.startswith("/") and not value.startswith(("//", "/\\")) else "/"
+
+
+def _peer(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def limiter(request: Request) -> FailureLimiter:
+    """The process's sign-in throttle."""
+    state = request.app.state
+    if not hasattr(state, "signin_limiter"):
+        state.signin_limiter = FailureLimiter()
+    throttle: FailureLimiter = state.signin_limiter
+    return throttle
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    """The sign-in form (no authentication needed)."""
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", login_token=token, next=_local_path(next))
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request), max_age=3600)
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=1024)],
+    login_token: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    """Check the password (throttled), open a session, and go on (or to the password page)."""
+    def again(message: str, code: int) -> Response:
+        token = secrets.token_urlsafe(24)
+        response = render(request, "login.html", code, login_token=token, next=_local_path(next), error=message)
+        response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request))
+        return response
+
+    if not login_token or not secrets.compare_digest(request.cookies.get(LOGIN_COOKIE, ""), login_token):
+        return again("The sign-in form expired; please try again.", 400)
+    keys = (f"user:{username.lower()}", f"peer:{_peer(request)}")
+    throttle = limiter(request)
+    wait = throttle.retry_after(*keys)
+    if wait is not None:
+        return again(f"Too many failed sign-ins; try again in {int(wait) + 1} seconds.", 429)
+    try:
+        with session_scope(request.app.state.context.db.sessions) as session:
+            signed = sign_in(session, username=username, password=password, peer=_peer(request),
+                             user_agent=request.headers.get("user-agent", ""))
+    except SignInError as exc:
+        throttle.failed(*keys)
+        return again(f"{str(exc).capitalize()}.", 401)
+    throttle.succeeded(*keys)
+    target = "/password" if signed.user.must_change_password else _local_path(next)
+    response = RedirectResponse(target, status_code=303)
+    _set_session(request, response, signed.cookie)
+    response.delete_cookie(LOGIN_COOKIE)
+    return response
+
+
+def _set_session(request: Request, response: Response, cookie: str) -> None:
+    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax", secure=_secure(request),
+                        max_age=int(SESSION_LIFETIME.total_seconds()), path="/")
+
+
+@router.post("/logout")
+def logout(request: Request, caller: SignedIn) -> Response:
+    """End this browser's session."""
+    db = request.app.state.context.db
+    if caller.session_id is not None:
+        from users.models import WebSession
+
+        with session_scope(db.sessions) as session:
+            web_session, user = session.get(WebSession, caller.session_id), session.get(User, caller.user_id)
+            if web_session is not None and user is not None:
+                sign_out(session, web_session=web_session, user=user)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/password")
+def password_page(request: Request, caller: SignedIn) -> Response:
+    """The change-password form."""
+    return render(request, "password.html", principal=caller)
+
+
+@router.post("/password")
+def password(
+    request: Request, caller: SignedIn,
+    current: Annotated[str, Form(max_length=1024)], new: Annotated[str, Form(max_length=1024)],
+) -> Response:
+    """Change the caller's own password; every other session ends and this one is renewed."""
+    db = request.app.state.context.db
+    try:
+        with session_scope(db.sessions) as session:
+            user = session.get(User, caller.user_id)
+            if user is None:
+                raise AccountError("only a signed-in user can change a password")
+            change_password(session, user=user, current=current, new=new)
+            signed = sign_in(session, username=user.username, password=new, peer=_peer(request),
+                             user_agent=request.headers.get("user-agent", ""))
+    except (AccountError, SignInError) as exc:
+        return render(request, "password.html", 400, principal=caller, error=str(exc))
+    response = RedirectResponse("/", status_code=303)
+    _set_session(request, response, signed.cookie)
+    return response
+
+
+@router.get("/")
+def home(request: Request, caller: Viewer) -> Response:
+    """The start page."""
+    return render(request, "home.html", principal=caller)
