@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from chat_server import agent_link, commands, signin
+from chat_server import agent_link, commands, pages_chat, pages_nodes, pages_records, pages_squads, signin
 from chat_server.principals import NotSignedIn, PasswordChangeRequired, Viewer
 from chat_server.routes import router
 from nodes.hub import Hub
@@ -105,6 +105,8 @@ def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(commands.router)
     app.include_router(signin.router)
+    for pages in (pages_chat, pages_nodes, pages_squads, pages_records):
+        app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).with_name("static"))), name="static")
     agent_link.mount(app)
     return app
