@@ -37,6 +37,7 @@ class Settings(BaseSettings):
         description="Where agents reach the control plane (shown in the install command); https:// off loopback.",
     )
     agent_heartbeat_s: float = Field(default=20.0, gt=0, description="How often agents say they are alive.")
+    approval_ttl_s: float = Field(default=3600.0, gt=0, description="How long a held command may wait for approval.")
 
     @property
     def effective_database_url(self) -> str:

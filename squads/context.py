@@ -114,6 +114,7 @@ class AppContext:
             executor_for=executor_for,
             timeout_s=self.settings.default_timeout_s,
             max_output=self.settings.max_output_bytes,
+            approval_ttl_s=self.settings.approval_ttl_s,
         )
 
     def agent_ids(self) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +56,7 @@ class RuntimeConfig:
     executor_for: ExecutorFactory
     timeout_s: float = 30.0
     max_output: int = 256 * 1024
+    approval_ttl_s: float = 3600.0  # a held command not approved within this long can no longer run
     # The moment analyzers compare dates with (certificate expiry); an eval pins it to replay a scenario.
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _executors: dict[str, Executor] = field(default_factory=dict)
@@ -133,6 +134,11 @@ class Conversation:
         approval = next((a for a in self.approvals if a["id"] == approval_id), None)
         if approval is None or approval["status"] != "pending":
             raise ApprovalError(f"no pending approval {approval_id!r} in conversation {self.id}")
+        if approval_expired(approval, now=self.config.now()):
+            raise ApprovalError(
+                f"the approval request for `{' '.join(approval['argv'])}` expired at {approval['expires_at']}; "
+                "ask the squad again if it is still needed"
+            )
         if approved and approver == approval.get("requested_by", self.actor):
             raise ApprovalError(f"{approver} requested this command and cannot approve it; another approver must")
         if any("[REDACTED:" in arg for arg in approval["argv"]):
@@ -293,6 +299,8 @@ class Conversation:
         approval = {
             "id": str(seq), "decision_seq": seq, "argv": argv, "agent": agent, "node": node, "tool": tool,
             "reason": decision.reason, "held_by_squad": held, "status": "pending", "requested_by": self.actor,
+            "requested_at": self.config.now().isoformat(),
+            "expires_at": (self.config.now() + timedelta(seconds=self.config.approval_ttl_s)).isoformat(),
         }
         self.approvals.append(approval)
         self._buffer.append((EventKind.APPROVAL_REQUESTED, approval, seq))
@@ -333,6 +341,12 @@ class Conversation:
             None,
         )
         return argv, agent, tool
+
+
+def approval_expired(approval: dict[str, Any], *, now: datetime) -> bool:
+    """Whether a held command's approval window has passed (requests older than expiry never expire)."""
+    expires = approval.get("expires_at")
+    return isinstance(expires, str) and datetime.fromisoformat(expires) <= now
 
 
 def _output_data(result: ExecResult) -> dict[str, Any]:

@@ -94,3 +94,18 @@ def test_rejected_command_never_runs(db: Database) -> None:
     assert events[0].data["status"] == "rejected"
     assert EventKind.TOOL_OUTPUT not in [e.kind for e in events]
     assert executor.calls == []
+
+
+def test_an_approval_expires_after_the_configured_time(db: Database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    clock = [datetime(2026, 11, 27, 3, 0, tzinfo=UTC)]
+    conversation, executor = _conversation(db)
+    conversation.config.now = lambda: clock[0]
+    conversation.config.approval_ttl_s = 600
+    held = [e for e in conversation.handle("please restart nginx") if e.kind is EventKind.APPROVAL_REQUESTED]
+    assert held and held[0].data["expires_at"] == "2026-11-27T03:10:00+00:00"
+    clock[0] += timedelta(minutes=11)
+    with pytest.raises(ApprovalError, match="expired at 2026-11-27T03:10:00"):
+        list(conversation.resolve_approval(held[0].data["id"], approver="bob", approved=True))
+    assert executor.calls == []
