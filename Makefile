@@ -11,9 +11,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# Until the web app lands, the demo is the terminal chat against the bundled lab (the seed incident).
+# The control plane on SQLite, the simulated lab nodes and an agent for this machine; prints the URL and login.
 demo: $(BIN)/.installed
-	$(BIN)/squads chat --lab
+	$(BIN)/squads demo
 
 services: $(BIN)/.installed
 	$(BIN)/python scripts/ensure_services.py

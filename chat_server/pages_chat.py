@@ -184,7 +184,8 @@ def _run(request: Request, context: AppContext, caller: Principal, cid: str, tur
 def chat_index(request: Request, caller: Engineer, context: ContextDep, hub: HubDep) -> Response:
     """Start a conversation: a squad, the nodes it may use, and the first message."""
     config = context.runtime_config(hub=hub)
-    nodes = [{"name": n, "online": hub.online(n) or n in context.nodes, "local": n in context.nodes}
+    nodes = [{"name": n, "online": hub.online(n) or n in context.nodes or n in context.lab_nodes,
+              "kind": "this machine" if n in context.nodes else ("simulated lab" if n in context.lab_nodes else None)}
              for n in sorted(config.nodes)]
     with context.db.readers() as session:
         recent = list(session.scalars(select(ConversationRecord).order_by(ConversationRecord.updated_at.desc())

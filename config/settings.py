@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     )
     agent_heartbeat_s: float = Field(default=20.0, gt=0, description="How often agents say they are alive.")
     approval_ttl_s: float = Field(default=3600.0, gt=0, description="How long a held command may wait for approval.")
+    lab: bool = Field(default=False, description="Add the bundled simulated lab nodes (squads demo turns it on).")
 
     @property
     def effective_database_url(self) -> str:

@@ -18,7 +18,7 @@ from audit.service import display_lines
 from evals.models import ScenarioError, load_scenario
 from evals.runner import scenario_config
 from permissions.models import Verdict
-from squads.context import load_context
+from squads.context import LAB, load_context
 from squads.models import SquadSpec
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import load_squads
@@ -73,7 +73,6 @@ def _scenario_config(path: Path, squads: dict[str, SquadSpec]) -> tuple[RuntimeC
     return config, scenario.squad, scenario.first_node
 
 
-LAB = Path(__file__).parent / "lab"
 
 
 def chat_command(

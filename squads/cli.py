@@ -8,6 +8,7 @@ from agent.cli import app as agent_app
 from audit.cli import app as audit_app
 from auth.cli import app as token_app
 from chat_server.cli import serve_command
+from chat_server.demo import demo_command
 from evals.cli import eval_command
 from nodes.cli import app as node_app
 from squads.chat import chat_command
@@ -30,6 +31,7 @@ app.add_typer(transcript_app, name="transcript")
 app.add_typer(node_app, name="node")
 app.add_typer(token_app, name="token")
 app.command("serve")(serve_command)
+app.command("demo")(demo_command)
 app.add_typer(agent_app, name="agent")
 app.add_typer(user_app, name="user")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from config.settings import Settings, get_settings
 from nodes.models import NodeConfig
@@ -21,8 +22,13 @@ from audit.service import sweep_interrupted
 from storage.db import session_scope
 from storage.service import Database, open_database
 from squads.runtime import RuntimeConfig
+from evals.models import load_scenario
 from tools.executors.base import Executor
+from tools.executors.fixture import FixtureExecutor
 from tools.executors.local import LocalExecutor
+
+
+LAB = Path(__file__).with_name("lab")
 
 
 def local_executor(node: NodeConfig) -> LocalExecutor:
@@ -90,6 +96,22 @@ class AppContext:
             self._engine_cache = (key, self.engine())
         return self._engine_cache[1]
 
+    @cached_property
+    def lab_nodes(self) -> dict[str, tuple[NodeConfig, FixtureExecutor]]:
+        """The bundled lab's simulated nodes (``squads/lab/*.yaml``) when ``SQUADS_LAB`` is on.
+
+        Their node names say they are simulated; their outputs are recorded, so
+        nothing runs anywhere, but every decision and audit record is real."""
+        if not self.settings.lab:
+            return {}
+        nodes: dict[str, tuple[NodeConfig, FixtureExecutor]] = {}
+        for path in sorted(LAB.glob("*.yaml")):
+            scenario = load_scenario(path)
+            for name, node in scenario.nodes.items():
+                nodes[name] = (NodeConfig(name=name, labels={**node.labels, "squads.lab": "true"}),
+                               FixtureExecutor(node.fixtures))
+        return nodes
+
     def registered_nodes(self) -> dict[str, NodeConfig]:
         """Nodes whose agents connect to this control plane (configured names win on a clash)."""
         with self.db.sessions() as session:
@@ -98,13 +120,16 @@ class AppContext:
     def runtime_config(self, *, with_site: bool = True, hub: Hub | None = None) -> RuntimeConfig:
         """What a conversation needs to run commands: configured nodes run here (local
         executor); with a ``hub``, registered nodes too, through their agents."""
-        nodes: dict[str, NodeConfig] = dict(self.nodes)
+        nodes: dict[str, NodeConfig] = {name: config for name, (config, _) in self.lab_nodes.items()}
+        nodes.update(self.nodes)
         remote: dict[str, NodeConfig] = self.registered_nodes() if hub is not None else {}
         nodes.update(remote)
 
         def executor_for(node: NodeConfig) -> Executor:
             if hub is not None and node.name in remote:
                 return RemoteExecutor(hub, node.name)
+            if node.name in self.lab_nodes and node.name not in self.nodes:
+                return self.lab_nodes[node.name][1]
             return local_executor(node)
 
         return RuntimeConfig(
