@@ -74,10 +74,22 @@ def ensure_nginx() -> None:
             pass
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser)."""
+    if not CHROMIUM.exists():
+        apt_install("chromium")
+    if not CHROMIUM.exists():
+        sys.exit(f"installing chromium did not provide {CHROMIUM}")
+
+
 def main() -> None:
     ensure_postgres()
     ensure_nginx()
-    print(f"services ready: postgresql 127.0.0.1:5432, nginx {NGINX}")
+    ensure_chromium()
+    print(f"services ready: postgresql 127.0.0.1:5432, nginx {NGINX}, chromium {CHROMIUM}")
 
 
 if __name__ == "__main__":
