@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from sqlalchemy import Connection, Table, and_, exists, insert, select, text
-from sqlalchemy.orm import Session, aliased, make_transient_to_detached, sessionmaker
+from sqlalchemy import Connection, Table, and_, exists, insert, or_, select, text
+from sqlalchemy.orm import Session, aliased, defer, make_transient_to_detached, sessionmaker
 
 from audit.models import GENESIS_HASH, HASHED_FIELDS, AuditRecord, RecordKind
 from transcripts.redact import redact
@@ -563,3 +563,89 @@ def display_argv(argv: Sequence[str]) -> str:
     """
     quoted = ('"' + display_text(a.replace("\\", "\\\\").replace('"', '\\"')) + '"' for a in argv)
     return "[" + ", ".join(quoted) + "]"
+
+
+# -- reading the log for people (the web pages) ---------------------------------------------
+
+_LIKE_ESCAPE = "/"  # not "\": backslashes in literals differ between SQLite and PostgreSQL
+
+
+def like_escape(text: str) -> str:
+    """``text`` for a LIKE pattern with ``ESCAPE '/'``: ``%``, ``_`` and ``/`` match only themselves."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters for :func:`search_records`: every one given must hold.
+
+    The named columns match exactly; ``text`` is a case-insensitive substring of
+    the argv, the rule or the reason, taken literally (``%`` and ``_`` are not wildcards)."""
+
+    kind: str | None = None
+    actor: str | None = None
+    squad: str | None = None
+    agent: str | None = None
+    node: str | None = None
+    decision: str | None = None
+    conversation_id: str | None = None
+    text: str | None = None
+
+    def conditions(self) -> list[Any]:
+        """The WHERE clauses (bound parameters, never spliced text)."""
+        clauses: list[Any] = [
+            _TABLE.c[name] == value
+            for name in ("kind", "actor", "squad", "agent", "node", "decision", "conversation_id")
+            if (value := getattr(self, name))
+        ]
+        if self.text:
+            # argv is stored as JSON, where " \ and control characters are escaped: look for both spellings.
+            spellings = {self.text, json.dumps(self.text, ensure_ascii=False)[1:-1]}
+            patterns = [f"%{like_escape(s)}%" for s in spellings]
+            columns = [_TABLE.c.argv, _TABLE.c.rule, _TABLE.c.reason]
+            clauses.append(or_(*(c.ilike(p, escape=_LIKE_ESCAPE) for c in columns for p in patterns)))
+        return clauses
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """A page of records, newest first, and the ``before`` cursors around it.
+
+    ``older`` is None on the last page. ``newer`` is None when nothing is newer;
+    ``newer == 0`` means the newer page is the first one (no cursor)."""
+
+    records: list[AuditRecord]
+    older: int | None
+    newer: int | None
+
+
+def search_records(session: Session, query: AuditQuery, *, before: int | None = None, limit: int = 50) -> AuditPage:
+    """Records matching ``query`` with ``seq < before``, newest first, at most ``limit``.
+
+    Outputs are not loaded (a page of a thousand-line outputs would be megabytes); open
+    one record with ``session.get`` for everything."""
+    where = query.conditions()
+    stmt = (
+        select(AuditRecord).options(defer(AuditRecord.stdout), defer(AuditRecord.stderr))
+        .where(*where, *([AuditRecord.seq < before] if before is not None else []))
+        .order_by(AuditRecord.seq.desc()).limit(limit + 1)
+    )
+    records = list(session.scalars(stmt))
+    older = records[limit - 1].seq if len(records) > limit else None
+    newer = None
+    if before is not None:
+        ahead = list(session.scalars(
+            select(AuditRecord.seq).where(*where, AuditRecord.seq >= before).order_by(AuditRecord.seq).limit(limit)
+        ))
+        if ahead:
+            newer = ahead[-1] + 1 if len(ahead) == limit and _any_after(session, where, ahead[-1]) else 0
+    return AuditPage(records[:limit], older, newer)
+
+
+def _any_after(session: Session, where: list[Any], seq: int) -> bool:
+    return session.scalar(select(AuditRecord.seq).where(*where, AuditRecord.seq > seq).limit(1)) is not None
+
+
+def followups(session: Session, seq: int) -> list[int]:
+    """The records that refer to record ``seq`` (its execution, approval or end), oldest first."""
+    return list(session.scalars(select(AuditRecord.seq).where(AuditRecord.ref_seq == seq).order_by(AuditRecord.seq)))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
@@ -109,3 +110,55 @@ def load_events(session: Session, conversation_id: str) -> list[Event]:
         )
         for r in session.scalars(stmt)
     ]
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One line of a conversation list: the conversation, its event count and what it is about."""
+
+    record: ConversationRecord
+    events: int
+    title: str  # the stored title, else the first user message's first line ("" when neither)
+
+
+def find_conversations(
+    session: Session, *, squad: str | None = None, node: str | None = None, actor: str | None = None,
+    offset: int = 0, limit: int = 50,
+) -> list[ConversationSummary]:
+    """Conversations matching every given filter (exact values), most recently updated first.
+
+    Three queries whatever ``limit`` is: the page, its event counts, and the
+    first user message of those without a title (a first turn that never completed)."""
+    stmt = select(ConversationRecord)
+    for column, value in ((ConversationRecord.squad, squad), (ConversationRecord.node, node),
+                          (ConversationRecord.actor, actor)):
+        if value:
+            stmt = stmt.where(column == value)
+    stmt = stmt.order_by(ConversationRecord.updated_at.desc(), ConversationRecord.id).offset(offset).limit(limit)
+    records = list(session.scalars(stmt))
+    ids = [r.id for r in records]
+    counted = (
+        select(EventRecord.conversation_id, func.count())
+        .where(EventRecord.conversation_id.in_(ids)).group_by(EventRecord.conversation_id)
+    )
+    counts: dict[str, int] = {cid: int(n) for cid, n in session.execute(counted)} if ids else {}
+    untitled = [r.id for r in records if not r.title]
+    firsts = _first_messages(session, untitled) if untitled else {}
+    return [ConversationSummary(r, counts.get(r.id, 0), r.title or firsts.get(r.id, "")) for r in records]
+
+
+def _first_messages(session: Session, ids: list[str]) -> dict[str, str]:
+    first = (
+        select(EventRecord.conversation_id, func.min(EventRecord.seq).label("seq"))
+        .where(EventRecord.conversation_id.in_(ids), EventRecord.kind == EventKind.USER_MESSAGE.value)
+        .group_by(EventRecord.conversation_id).subquery()
+    )
+    rows = session.execute(
+        select(EventRecord.conversation_id, EventRecord.data)
+        .join(first, and_(EventRecord.conversation_id == first.c.conversation_id, EventRecord.seq == first.c.seq))
+    )
+    out = {}
+    for conversation_id, data in rows:
+        text = str(json.loads(data).get("text", "")).strip()
+        out[conversation_id] = text.splitlines()[0][:300] if text else ""
+    return out
