@@ -30,6 +30,7 @@ class RecordKind(StrEnum):
     NODE_ADMIN = "node_admin"  # a node registered, its token rotated, or revoked
     USER_ADMIN = "user_admin"  # a user created, their role changed, disabled, or their password reset
     SIGN_IN = "sign_in"  # a sign-in, successful or not, and sign-outs
+    GRANT_ADMIN = "grant_admin"  # a stored grant created, replaced or disabled
 
 
 class AuditRecord(Base):

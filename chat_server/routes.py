@@ -15,7 +15,15 @@ from chat_server.principals import Admin, Viewer
 from nodes.hub import Hub
 from nodes.models import NodeRecord
 from squads.context import AppContext
-from nodes.service import IssuedToken, NodeNotFound, find_node, NodeRegistryError, create_node, list_registered, revoke_node, rotate_token
+from nodes.service import (
+    IssuedToken,
+    NodeNotFound,
+    NodeRegistryError,
+    create_and_remember,
+    list_registered,
+    revoke_and_kick,
+    rotate_and_kick,
+)
 
 router = APIRouter(prefix="/api", tags=["nodes"])
 
@@ -52,12 +60,14 @@ class IssuedOut(BaseModel):
     install_command: str = Field(description="One line to paste on the node: installs and starts the agent.")
 
 
-def _issued(issued: IssuedToken, context: AppContext) -> IssuedOut:
+def issued_out(issued: IssuedToken, context: AppContext) -> IssuedOut:
+    """The credentials with the one-line install command (for the API and the node pages)."""
     command = install_command(server=context.settings.public_url, node_id=issued.node_id, token=issued.token)
     return IssuedOut(node_id=issued.node_id, name=issued.name, token=issued.token, install_command=command)
 
 
-def _out(record: NodeRecord, hub: Hub) -> NodeOut:
+def node_out(record: NodeRecord, hub: Hub) -> NodeOut:
+    """A registered node with its live state from ``hub`` (for the API and the node pages)."""
     state = hub.state(record.name)
     return NodeOut(
         id=record.id, name=record.name, labels=json.loads(record.labels), revoked=record.revoked,
@@ -74,7 +84,7 @@ def _out(record: NodeRecord, hub: Hub) -> NodeOut:
 @router.get("/nodes")
 def list_nodes(session: ReaderDep, caller: Viewer, hub: HubDep) -> list[NodeOut]:
     """Registered nodes with their state: online now, last seen, agent version and facts."""
-    return [_out(r, hub) for r in list_registered(session)]
+    return [node_out(r, hub) for r in list_registered(session)]
 
 
 class NodeSummary(BaseModel):
@@ -100,37 +110,29 @@ def register_node(
 ) -> IssuedOut:
     """Register a node; the response holds its token, which is never shown again."""
     try:
-        issued = create_node(session, name=body.name, labels=body.labels, actor=caller.name)
+        issued = create_and_remember(session, hub, name=body.name, labels=body.labels, actor=caller.name)
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    session.commit()
-    hub.remember(find_node(session, issued.node_id))
-    return _issued(issued, context)
+    return issued_out(issued, context)
 
 
 @router.post("/nodes/{ref}/rotate")
 def rotate(ref: str, session: SessionDep, caller: Admin, hub: HubDep, context: ContextDep) -> IssuedOut:
     """A new token for the node; the old one stops working at once (a connected agent is closed)."""
     try:
-        issued = rotate_token(session, ref=ref, actor=caller.name)
+        issued = rotate_and_kick(session, hub, ref=ref, actor=caller.name)
     except NodeNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except NodeRegistryError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    session.commit()
-    hub.remember(find_node(session, issued.node_id))
-    hub.kick_blocking(issued.name, "this node's token was rotated")
-    return _issued(issued, context)
+    return issued_out(issued, context)
 
 
 @router.post("/nodes/{ref}/revoke")
 def revoke(ref: str, session: SessionDep, caller: Admin, hub: HubDep) -> NodeOut:
     """Revoke the node: its token never authenticates again, and a connected agent is closed."""
     try:
-        record = revoke_node(session, ref=ref, actor=caller.name)
+        record = revoke_and_kick(session, hub, ref=ref, actor=caller.name)
     except NodeNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    session.commit()
-    hub.remember(record)
-    hub.kick_blocking(record.name, "this node was revoked")
-    return _out(record, hub)
+    return node_out(record, hub)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 from pydantic import ValidationError
@@ -152,6 +153,64 @@ def revoke_node(session: Session, *, ref: str, actor: str | None) -> NodeRecord:
         record.revoked = True
         _audit(session, action="revoked", record=record, actor=actor)
     return record
+
+
+class LiveRegistry(Protocol):
+    """What a registry change must tell the control plane's hub (``nodes.hub.Hub``)."""
+
+    def remember(self, record: NodeRecord) -> None: ...
+
+    def kick_blocking(self, name: str, reason: str) -> None: ...
+
+
+# The API and the web pages change the registry the same way: commit first, so the hub
+# never believes in a change the database rolled back, then update the hub's copy at once
+# (a new agent may connect now; a rotated or revoked one is cut off now, not at the next
+# housekeeping round).
+
+def create_and_remember(
+    session: Session, hub: LiveRegistry, *, name: str, labels: dict[str, str], actor: str | None
+) -> IssuedToken:
+    """``create_node``, committed, and known to the hub at once."""
+    issued = create_node(session, name=name, labels=labels, actor=actor)
+    session.commit()
+    hub.remember(find_node(session, issued.node_id))
+    return issued
+
+
+def rotate_and_kick(session: Session, hub: LiveRegistry, *, ref: str, actor: str | None) -> IssuedToken:
+    """``rotate_token``, committed; the hub forgets the old token and closes a connected agent."""
+    issued = rotate_token(session, ref=ref, actor=actor)
+    session.commit()
+    hub.remember(find_node(session, issued.node_id))
+    hub.kick_blocking(issued.name, "this node's token was rotated")
+    return issued
+
+
+def revoke_and_kick(session: Session, hub: LiveRegistry, *, ref: str, actor: str | None) -> NodeRecord:
+    """``revoke_node``, committed; the hub refuses the node from now on and closes a connected agent."""
+    record = revoke_node(session, ref=ref, actor=actor)
+    session.commit()
+    hub.remember(record)
+    hub.kick_blocking(record.name, "this node was revoked")
+    return record
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """Labels from ``key=value`` lines (blank lines skipped); ``create_node`` checks their characters."""
+    labels: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise NodeRegistryError(f"label line {number} ({line!r}): write key=value, e.g. env=production")
+        if key in labels:
+            raise NodeRegistryError(f"label {key} is given twice (lines with the same key)")
+        labels[key] = value
+    return labels
 
 
 def list_registered(session: Session) -> list[NodeRecord]:
