@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+T = TypeVar("T")
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
@@ -57,3 +58,12 @@ async def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
+
+
+def process_wide(request: Request, name: str, factory: Callable[[], T]) -> T:
+    """One object per app (process), made on first use: the sign-in throttle, the chat's turn registry."""
+    state = request.app.state
+    if not hasattr(state, name):
+        setattr(state, name, factory())
+    value: T = getattr(state, name)
+    return value

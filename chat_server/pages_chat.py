@@ -20,7 +20,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 
-from chat_server.deps import ContextDep, HubDep
+from chat_server.deps import ContextDep, HubDep, process_wide
 from chat_server.principals import Approver, Engineer, Principal, Viewer
 from chat_server.signin import render, templates
 from nodes.hub import Hub
@@ -77,11 +77,7 @@ class _Turns:
 
 
 def _turns(request: Request) -> _Turns:
-    state = request.app.state
-    if not hasattr(state, "chat_turns"):
-        state.chat_turns = _Turns()
-    turns: _Turns = state.chat_turns
-    return turns
+    return process_wide(request, "chat_turns", _Turns)
 
 
 # -- rendering -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from chat_server.deps import process_wide
 from chat_server.principals import SESSION_COOKIE, SignedIn, Viewer
 from storage.db import session_scope
 from users.models import User
@@ -47,11 +48,7 @@ def _peer(request: Request) -> str:
 
 def limiter(request: Request) -> FailureLimiter:
     """The process's sign-in throttle."""
-    state = request.app.state
-    if not hasattr(state, "signin_limiter"):
-        state.signin_limiter = FailureLimiter()
-    throttle: FailureLimiter = state.signin_limiter
-    return throttle
+    return process_wide(request, "signin_limiter", FailureLimiter)
 
 
 @router.get("/login")

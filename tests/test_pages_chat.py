@@ -11,45 +11,25 @@ import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
-from chat_server.app import create_app
 from chat_server.pages_chat import _Turns
 from chat_server.signin import templates
-from config.settings import Settings
 from squads.context import AppContext
-from storage.db import session_scope
 from transcripts.models import Event, EventKind
 from users.models import Role
-from users.service import create_user
-
-PASSWORD = "a long enough passphrase"
-
+from tests.web import as_user, site_with_users, web_client
 
 @pytest.fixture
 def context(tmp_path: Path) -> AppContext:
-    context = AppContext(settings=Settings(data_dir=tmp_path, config_dir=tmp_path / "config"))
-    with session_scope(context.db.sessions) as session:
-        for name, role in (("vera", Role.VIEWER), ("eddie", Role.ENGINEER), ("april", Role.APPROVER)):
-            create_user(session, username=name, password=PASSWORD, role=role, actor="pytest")
-    return context
+    return site_with_users(tmp_path, {"vera": Role.VIEWER, "eddie": Role.ENGINEER, "april": Role.APPROVER})
 
 
 @pytest.fixture
 def app_client(context: AppContext) -> Iterator[TestClient]:
-    with TestClient(create_app(context), follow_redirects=False) as client:
+    with web_client(context) as client:
         yield client
 
 
-def sign_in(client: TestClient, username: str) -> str:
-    """Sign in and return the session's CSRF token."""
-    client.cookies.clear()
-    token = re.search(r'name="login_token" value="([^"]+)"', client.get("/login").text)
-    assert token
-    response = client.post("/login", data={"username": username, "password": PASSWORD,
-                                           "login_token": token.group(1)})
-    assert response.status_code == 303, response.text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/password").text)
-    assert csrf
-    return csrf.group(1)
+sign_in = as_user  # these tests always want a fresh session and its CSRF token
 
 
 def start(client: TestClient, csrf: str, message: str) -> str:

@@ -12,39 +12,25 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from audit.models import AuditRecord, RecordKind
-from chat_server.app import create_app
-from config.settings import Settings
 from nodes.hub import NodeState
 from nodes.models import NodeRecord
 from squads.context import AppContext
 from storage.db import session_scope
-from tests.test_web_auth import PASSWORD, csrf, sign_in
+from tests.web import as_user, site_with_users, web_client
 from users.models import Role
-from users.service import create_user
 
 TOKEN = re.compile(r"sqn_[A-Za-z0-9_-]{20,}")
 
 
 @pytest.fixture
 def context(tmp_path: Path) -> AppContext:
-    context = AppContext(settings=Settings(data_dir=tmp_path, config_dir=tmp_path / "config"))
-    with session_scope(context.db.sessions) as session:
-        for name, role in (("vera", Role.VIEWER), ("eddie", Role.ENGINEER), ("ada", Role.ADMIN)):
-            create_user(session, username=name, password=PASSWORD, role=role, actor="pytest")
-    return context
+    return site_with_users(tmp_path, {"vera": Role.VIEWER, "eddie": Role.ENGINEER, "ada": Role.ADMIN})
 
 
 @pytest.fixture
 def client(context: AppContext) -> Iterator[TestClient]:
-    with TestClient(create_app(context), follow_redirects=False) as test_client:
+    with web_client(context) as test_client:
         yield test_client
-
-
-def as_user(client: TestClient, name: str) -> str:
-    """Sign ``name`` in; returns the session's CSRF token."""
-    client.cookies.clear()
-    assert sign_in(client, name)[0] == 303
-    return csrf(client)
 
 
 def register(client: TestClient, token: str, name: str = "web-7", labels: str = "env=prod\nrole=web") -> str:

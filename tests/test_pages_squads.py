@@ -13,19 +13,15 @@ from sqlalchemy import select
 
 from audit.models import AuditRecord, RecordKind
 from audit.service import verify
-from chat_server.app import create_app
 from chat_server.pages_squads import argv_text
-from config.settings import Settings
 from permissions.models import GrantSpec
 from permissions.service import GrantError, disable_grant, grant_records, save_grant, stored_grants
 from squads.context import AppContext
 from storage.db import session_scope
 from storage.service import Database
-from tests.test_pages_nodes import as_user
-from tests.test_web_auth import PASSWORD
+from tests.web import as_user, site_with_users, web_client
 from tools.models import ToolSpec
 from users.models import Role
-from users.service import create_user
 
 AGENT = "webserver/service-health"
 GRANT = """name: local disk types
@@ -39,16 +35,12 @@ allow:
 
 @pytest.fixture
 def context(tmp_path: Path) -> AppContext:
-    context = AppContext(settings=Settings(data_dir=tmp_path, config_dir=tmp_path / "config"))
-    with session_scope(context.db.sessions) as session:
-        for name, role in (("vera", Role.VIEWER), ("ada", Role.ADMIN)):
-            create_user(session, username=name, password=PASSWORD, role=role, actor="pytest")
-    return context
+    return site_with_users(tmp_path, {"vera": Role.VIEWER, "ada": Role.ADMIN})
 
 
 @pytest.fixture
 def client(context: AppContext) -> Iterator[TestClient]:
-    with TestClient(create_app(context), follow_redirects=False) as test_client:
+    with web_client(context) as test_client:
         yield test_client
 
 

@@ -14,47 +14,24 @@ from starlette.routing import Mount
 
 from auth.service import create_api_token
 from chat_server.app import create_app
-from config.settings import Settings
 from squads.context import AppContext
 from storage.db import session_scope
 from users.models import Role
-from users.service import create_user
+from tests.web import PASSWORD, csrf, sign_in, site_with_users, web_client
 
-PASSWORD = "a long enough passphrase"
 PUBLIC = {("/healthz", "GET"), ("/login", "GET"), ("/login", "POST")}
 
 
 @pytest.fixture
 def context(tmp_path: Path) -> AppContext:
-    context = AppContext(settings=Settings(data_dir=tmp_path, config_dir=tmp_path / "config"))
-    with session_scope(context.db.sessions) as session:
-        for name, role in (("vera", Role.VIEWER), ("eddie", Role.ENGINEER), ("ada", Role.ADMIN)):
-            create_user(session, username=name, password=PASSWORD, role=role, actor="pytest")
-        create_user(session, username="newbie", password=PASSWORD, role=Role.ENGINEER, actor="pytest",
-                    must_change=True)
-    return context
+    users = {"vera": Role.VIEWER, "eddie": Role.ENGINEER, "ada": Role.ADMIN, "newbie": Role.ENGINEER}
+    return site_with_users(tmp_path, users, must_change=frozenset({"newbie"}))
 
 
 @pytest.fixture
 def client(context: AppContext) -> Iterator[TestClient]:
-    with TestClient(create_app(context), follow_redirects=False) as test_client:
+    with web_client(context) as test_client:
         yield test_client
-
-
-def sign_in(client: TestClient, username: str, password: str = PASSWORD, next: str = "/") -> tuple[int, str]:
-    page = client.get("/login")
-    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
-    assert token, page.text
-    response = client.post("/login", data={"username": username, "password": password,
-                                           "login_token": token.group(1), "next": next})
-    return response.status_code, response.headers.get("location", response.text)
-
-
-def csrf(client: TestClient) -> str:
-    page = client.get("/password")
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert found, page.text
-    return found.group(1)
 
 
 def served(app: FastAPI) -> Iterator[tuple[str, set[str]]]:
