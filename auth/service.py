@@ -92,6 +92,18 @@ def revoke_api_token(session: Session, *, ref: str) -> ApiToken:
     return record
 
 
-def list_api_tokens(session: Session) -> list[ApiToken]:
-    """Every token (never its secret), by name."""
-    return list(session.scalars(select(ApiToken).order_by(ApiToken.name)))
+def list_api_tokens(session: Session, *, user_id: int | None = None) -> list[ApiToken]:
+    """Every token (never its secret), by name; only ``user_id``'s personal ones when given."""
+    stmt = select(ApiToken).order_by(ApiToken.name)
+    if user_id is not None:
+        stmt = stmt.where(ApiToken.user_id == user_id)
+    return list(session.scalars(stmt))
+
+
+def revoke_own_token(session: Session, *, token_id: str, user_id: int) -> ApiToken:
+    """Revoke one of ``user_id``'s personal tokens; someone else's is "not found", never revoked."""
+    record = session.get(ApiToken, token_id)
+    if record is None or record.user_id != user_id:
+        raise TokenError("no such token of yours")
+    record.revoked = True
+    return record

@@ -17,7 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from chat_server.deps import process_wide
-from chat_server.principals import SESSION_COOKIE, SignedIn, Viewer
+from auth.models import ApiToken
+from auth.service import TokenError, create_api_token, list_api_tokens, revoke_own_token
+from chat_server.principals import SESSION_COOKIE, Principal, SignedIn, Viewer
 from storage.db import session_scope
 from users.models import User
 from users.ratelimit import FailureLimiter
@@ -120,8 +122,46 @@ def logout(request: Request, caller: SignedIn) -> Response:
 
 @router.get("/password")
 def password_page(request: Request, caller: SignedIn) -> Response:
-    """The change-password form."""
-    return render(request, "password.html", principal=caller)
+    """The account page: change the password; personal API tokens."""
+    return render(request, "password.html", principal=caller, tokens=_own_tokens(request, caller))
+
+
+def _own_tokens(request: Request, caller: Principal) -> list[ApiToken]:
+    if caller.user_id is None:
+        return []
+    with request.app.state.context.db.readers() as session:
+        return list_api_tokens(session, user_id=caller.user_id)
+
+
+@router.post("/tokens")
+def create_token(request: Request, caller: Viewer, name: Annotated[str, Form(max_length=100)]) -> Response:
+    """A personal API token acting as the caller, with their role; shown once."""
+    if caller.user_id is None:
+        return render(request, "password.html", 400, principal=caller, tokens=[],
+                      error="only a signed-in user has personal tokens")
+    try:
+        with session_scope(request.app.state.context.db.sessions) as session:
+            issued = create_api_token(session, name=f"{caller.name} {name.strip()}"[:100], actor=caller.name,
+                                      user_id=caller.user_id)
+    except TokenError as exc:
+        return render(request, "password.html", 400, principal=caller, tokens=_own_tokens(request, caller),
+                      error=str(exc))
+    response = render(request, "password.html", principal=caller, tokens=_own_tokens(request, caller),
+                      new_token=issued.token, notice=f"Token {issued.name} created; copy it now, it is shown once.")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(request: Request, token_id: str, caller: Viewer) -> Response:
+    """Revoke one of the caller's own tokens."""
+    try:
+        with session_scope(request.app.state.context.db.sessions) as session:
+            revoke_own_token(session, token_id=token_id[:32], user_id=caller.user_id or -1)
+    except TokenError as exc:
+        return render(request, "password.html", 404, principal=caller, tokens=_own_tokens(request, caller),
+                      error=str(exc))
+    return RedirectResponse("/password", status_code=303)
 
 
 @router.post("/password")
@@ -140,7 +180,8 @@ def password(
             signed = sign_in(session, username=user.username, password=new, peer=_peer(request),
                              user_agent=request.headers.get("user-agent", ""))
     except (AccountError, SignInError) as exc:
-        return render(request, "password.html", 400, principal=caller, error=str(exc))
+        return render(request, "password.html", 400, principal=caller, error=str(exc),
+                      tokens=_own_tokens(request, caller))
     response = RedirectResponse("/", status_code=303)
     _set_session(request, response, signed.cookie)
     return response

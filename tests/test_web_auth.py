@@ -163,3 +163,26 @@ def test_roles_decide_what_each_caller_may_do(client: TestClient, context: AppCo
         refused = api.post("/api/nodes/web-1/revoke", headers=bearer)
         assert refused.status_code == 403 and "admin" in refused.text
         assert api.get("/api/openapi.json", headers=bearer).json()["info"]["title"] == "Squads control plane"
+
+
+def test_users_make_and_revoke_their_own_api_tokens(client: TestClient, context: AppContext) -> None:
+    sign_in(client, "eddie")
+    token = csrf(client)
+    made = client.post("/tokens", data={"csrf_token": token, "name": "ci deploy"})
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    secret = re.search(r"(sqa_[0-9a-f]{32}\.[A-Za-z0-9_-]+)", made.text)
+    assert secret and "eddie ci deploy" in made.text
+    assert secret.group(1) not in client.get("/password").text  # shown once
+    token_id = secret.group(1)[4:36]
+    with TestClient(create_app(context), follow_redirects=False) as api:
+        bearer = {"Authorization": f"Bearer {secret.group(1)}"}
+        assert api.post("/api/run", json={"agent": "webserver/service-health", "argv": ["df", "-h"],
+                                          "nodes": ["local"]}, headers=bearer).status_code == 200
+        assert api.post("/api/nodes", json={"name": "web-9"}, headers=bearer).status_code == 403
+        sign_in(api, "vera")
+        other = api.post(f"/tokens/{token_id}/revoke", data={"csrf_token": csrf(api)})
+        assert other.status_code == 404  # someone else's token: not found, not revoked
+        api.cookies.clear()
+        assert api.get("/api/nodes", headers=bearer).status_code == 200
+        assert client.post(f"/tokens/{token_id}/revoke", data={"csrf_token": token}).status_code == 303
+        assert api.get("/api/nodes", headers=bearer).status_code == 401
