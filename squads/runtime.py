@@ -103,7 +103,7 @@ class Conversation:
             self._title = text.strip().splitlines()[0] if text.strip() else ""
         self.state.facts["node_changed"] = self._switch_node(text)
         self.state.facts["now"] = self.config.now().isoformat()
-        yield from self._emit(EventKind.USER_MESSAGE, {"text": text, "node": self.node})
+        yield from self._emit(EventKind.USER_MESSAGE, {"text": text, "node": self.node, "actor": self.actor})
         turn: Turn = self.brain.turn(text, self.state)
         result: CallResult | None = None
         while True:

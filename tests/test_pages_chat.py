@@ -56,6 +56,7 @@ def test_a_turn_shows_each_command_as_a_card(app_client: TestClient) -> None:
     assert index.status_code == 200 and 'value="local"' in index.text
     cid = start(app_client, csrf, "is the disk full?")
     page = app_client.get(f"/chat/{cid}").text
+    assert '<span class="who">eddie</span>' in page  # whose message it was, for shared conversations
     assert '<article class="card call">' in page
     assert "[&#34;df&#34;" in page or '["df"' in page  # argv shown as a JSON array, escaped
     assert 'class="decision allow"' in page and "<details><summary>output" in page and "exit <strong>0</strong>" in page
