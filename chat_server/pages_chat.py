@@ -13,7 +13,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -108,12 +108,17 @@ def _view(request: Request, caller: Principal, context: AppContext, cid: str) ->
         record = transcripts.get_conversation(session, cid)
         events = transcripts.load_events(session, cid)
         state = transcripts.load_state(session, cid)
-    approvals = {a["id"]: a for a in state.get("approvals", [])}
-    view = {"principal": caller, "record": record, "blocks": blocks(events), "approvals": approvals,
-            "approvers": _approvers(context), "now": datetime.now(UTC), "expired": approval_expired,
-            "nodes": state.get("nodes") or [record.node], "can_chat": caller.role.allows(Role.ENGINEER),
-            "can_approve": caller.role.allows(Role.APPROVER)}
+    view = _base_view(caller, context, record=record, approvals={a["id"]: a for a in state.get("approvals", [])})
+    view.update(blocks=blocks(events), nodes=state.get("nodes") or [record.node],
+                can_chat=caller.role.allows(Role.ENGINEER))
     return {**view, "view": view}
+
+
+def _base_view(caller: Principal, context: AppContext, *, record: ConversationRecord | None,
+               approvals: dict[str, Any]) -> dict[str, Any]:
+    """What the chat's templates need to draw events and approval buttons (page and stream alike)."""
+    return {"principal": caller, "record": record, "approvals": approvals, "approvers": _approvers(context),
+            "now": datetime.now(UTC), "expired": approval_expired, "can_approve": caller.role.allows(Role.APPROVER)}
 
 
 def _fragment(request: Request, event: Event, view: dict[str, Any]) -> str:
@@ -140,9 +145,7 @@ def _stream(request: Request, context: AppContext, caller: Principal, cid: str, 
 
     threading.Thread(target=work, name=f"turn-{cid[:8]}", daemon=True).start()
     held: dict[str, Any] = {}
-    view: dict[str, Any] = {"principal": caller, "approvals": held, "approvers": _approvers(context),
-                            "now": datetime.now(UTC), "expired": approval_expired, "record": None,
-                            "can_approve": caller.role.allows(Role.APPROVER)}
+    view = _base_view(caller, context, record=None, approvals=held)
 
     def sse() -> Iterator[bytes]:
         while (item := out.get()) is not None:
@@ -252,7 +255,7 @@ def chat_approval(
 def approvals_page(request: Request, caller: Viewer, context: ContextDep) -> Response:
     """Held commands still waiting, across conversations, newest first; approvers can act here."""
     now = datetime.now(UTC)
-    since = (now - _ttl(context)).isoformat()
+    since = (now - timedelta(seconds=context.settings.approval_ttl_s)).isoformat()
     pending: list[dict[str, Any]] = []
     with context.db.readers() as session:
         for record in session.scalars(select(ConversationRecord).where(ConversationRecord.updated_at >= since)):
@@ -263,9 +266,3 @@ def approvals_page(request: Request, caller: Viewer, context: ContextDep) -> Res
     pending.sort(key=lambda a: str(a.get("requested_at", "")), reverse=True)
     return render(request, "approvals.html", principal=caller, pending=pending, approvers=_approvers(context),
                   can_approve=caller.role.allows(Role.APPROVER))
-
-
-def _ttl(context: AppContext) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=context.settings.approval_ttl_s)

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from audit import service as audit
 from audit.models import AuditRecord, RecordKind
@@ -26,7 +27,7 @@ from chat_server.principals import Viewer
 from chat_server.signin import render, templates
 from transcripts import service as transcripts
 from transcripts.export import to_json, to_markdown
-from transcripts.models import Event, EventKind
+from transcripts.models import ConversationRecord, Event, EventKind
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -149,6 +150,15 @@ def transcripts_page(
     )
 
 
+def _conversation(session: Session, conversation_id: str) -> tuple[ConversationRecord, list[Event]] | None:
+    """The conversation and its events, or None when there is no such conversation."""
+    try:
+        record = transcripts.get_conversation(session, conversation_id)
+    except transcripts.ConversationNotFound:
+        return None
+    return record, transcripts.load_events(session, conversation_id)
+
+
 def _missing_conversation(request: Request, caller: Viewer, conversation_id: str) -> Response:
     return render(request, "transcript.html", 404, principal=caller, missing=conversation_id)
 
@@ -156,11 +166,10 @@ def _missing_conversation(request: Request, caller: Viewer, conversation_id: str
 @router.get("/transcripts/{conversation_id}")
 def transcript_page(request: Request, caller: Viewer, session: ReaderDep, conversation_id: str) -> Response:
     """One conversation as the chat showed it, with links to the audit records behind it."""
-    try:
-        record = transcripts.get_conversation(session, conversation_id)
-    except transcripts.ConversationNotFound:
+    found = _conversation(session, conversation_id)
+    if found is None:
         return _missing_conversation(request, caller, conversation_id)
-    events = transcripts.load_events(session, conversation_id)
+    record, events = found
     return render(request, "transcript.html", principal=caller, conversation=record, events=len(events),
                   items=chat_items(events), audit_link=f"/audit?{_query(conversation_id=record.id)}")
 
@@ -168,23 +177,21 @@ def transcript_page(request: Request, caller: Viewer, session: ReaderDep, conver
 @router.get("/transcripts/{conversation_id}/export.md")
 def transcript_markdown(request: Request, caller: Viewer, session: ReaderDep, conversation_id: str) -> Response:
     """The conversation as Markdown, as ``squads transcript export`` writes it."""
-    try:
-        record = transcripts.get_conversation(session, conversation_id)
-    except transcripts.ConversationNotFound:
+    found = _conversation(session, conversation_id)
+    if found is None:
         return _missing_conversation(request, caller, conversation_id)
-    body = to_markdown(record, transcripts.load_events(session, conversation_id))
-    return _download(body, f"conversation-{_safe_name(record.id)}.md", "text/markdown; charset=utf-8")
+    body = to_markdown(*found)
+    return _download(body, f"conversation-{_safe_name(found[0].id)}.md", "text/markdown; charset=utf-8")
 
 
 @router.get("/transcripts/{conversation_id}/export.json")
 def transcript_json(request: Request, caller: Viewer, session: ReaderDep, conversation_id: str) -> Response:
     """The conversation and its events as JSON, as ``squads transcript export -f json`` writes it."""
-    try:
-        record = transcripts.get_conversation(session, conversation_id)
-    except transcripts.ConversationNotFound:
+    found = _conversation(session, conversation_id)
+    if found is None:
         return _missing_conversation(request, caller, conversation_id)
-    body = to_json(record, transcripts.load_events(session, conversation_id))
-    return _download(body, f"conversation-{_safe_name(record.id)}.json", "application/json")
+    body = to_json(*found)
+    return _download(body, f"conversation-{_safe_name(found[0].id)}.json", "application/json")
 
 
 # -- the audit log ----------------------------------------------------------------------------

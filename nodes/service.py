@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -218,23 +218,18 @@ def list_registered(session: Session) -> list[NodeRecord]:
     return list(session.scalars(select(NodeRecord).order_by(NodeRecord.name)))
 
 
-def registered_configs(
-    session: Session, *, names: Iterable[str] | None = None, labels: Mapping[str, str] | None = None
-) -> dict[str, NodeConfig]:
+def registered_configs(session: Session, *, names: Iterable[str] | None = None) -> dict[str, NodeConfig]:
     """Registered, unrevoked nodes as policy sees them: labels, and programs where the agent found them.
 
-    With ``names`` and/or ``labels``, only the nodes named or carrying all those
-    labels (a fan-out over ten thousand nodes builds only what it targets)."""
-    wanted = set(names or ())
+    With ``names``, only those nodes (the control plane's hub knows the rest already)."""
+    stmt = select(NodeRecord).where(NodeRecord.revoked.is_(False))
+    if names is not None:
+        stmt = stmt.where(NodeRecord.name.in_(list(names)))
     configs: dict[str, NodeConfig] = {}
-    for record in session.scalars(select(NodeRecord).where(NodeRecord.revoked.is_(False))):
-        labels_ = json.loads(record.labels or "{}")
-        if (names is not None or labels is not None) and record.name not in wanted and not (
-            labels and labels.items() <= labels_.items()
-        ):
-            continue
+    for record in session.scalars(stmt):
         found = json.loads(record.facts or "{}").get("programs") or {}
-        configs[record.name] = node_config(record.name, labels_, found if isinstance(found, dict) else {})
+        configs[record.name] = node_config(record.name, json.loads(record.labels or "{}"),
+                                           found if isinstance(found, dict) else {})
     return configs
 
 

@@ -18,14 +18,13 @@ from auth.service import create_api_token
 from chat_server.app import create_app
 from chat_server.pages_records import chat_items
 from config.settings import Settings
-from nodes.models import NodeConfig
-from permissions.service import build_engine
 from squads.context import AppContext
+from tests.runtime_helpers import fixture_config
 from squads.runtime import Conversation, RuntimeConfig
-from squads.service import default_grants, load_squads
+from squads.service import load_squads
 from storage.db import session_scope
 from storage.service import Database
-from tools.executors.fixture import Fixture, FixtureExecutor
+from tools.executors.fixture import Fixture
 from transcripts import service as transcripts
 from transcripts.models import EventKind
 from users.models import Role
@@ -43,13 +42,7 @@ FIXTURES = {
 
 
 def _config(db: Database) -> RuntimeConfig:
-    executors = {name: FixtureExecutor(items) for name, items in FIXTURES.items()}
-    return RuntimeConfig(
-        sessions=db.sessions,
-        engine=build_engine(defaults=default_grants(SQUADS.values()), site=()),
-        nodes={name: NodeConfig(name=name) for name in FIXTURES},
-        executor_for=lambda node: executors[node.name],
-    )
+    return fixture_config(db, FIXTURES, SQUADS)
 
 
 def _k8s_conversation(db: Database) -> str:

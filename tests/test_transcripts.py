@@ -11,13 +11,12 @@ from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
 from config.settings import get_settings
-from nodes.models import NodeConfig
-from permissions.service import build_engine
 from squads.cli import app
+from tests.runtime_helpers import fixture_config
 from squads.runtime import Conversation, RuntimeConfig
-from squads.service import default_grants, load_squads
+from squads.service import load_squads
 from storage.service import Database, open_database
-from tools.executors.fixture import Fixture, FixtureExecutor
+from tools.executors.fixture import Fixture
 from transcripts import service as transcripts
 from transcripts.export import to_json, to_markdown
 from transcripts.models import Event, EventKind
@@ -45,13 +44,7 @@ FIXTURES = {
 
 
 def _config(db: Database) -> RuntimeConfig:
-    executors = {name: FixtureExecutor(items) for name, items in FIXTURES.items()}
-    return RuntimeConfig(
-        sessions=db.sessions,
-        engine=build_engine(defaults=default_grants(SQUADS.values()), site=()),
-        nodes={name: NodeConfig(name=name) for name in FIXTURES},
-        executor_for=lambda node: executors[node.name],
-    )
+    return fixture_config(db, FIXTURES, SQUADS)
 
 
 def _k8s_conversation(db: Database) -> str:
