@@ -5,4 +5,4 @@ from permissions.models import GrantRecord  # noqa: F401
 from transcripts.models import ConversationRecord, EventRecord  # noqa: F401
 from nodes.models import NodeRecord  # noqa: F401
 from auth.models import ApiToken  # noqa: F401
-from users.models import User, WebSession  # noqa: F401
+from users.models import SignInCounter, User, WebSession  # noqa: F401

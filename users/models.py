@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.db import Base
@@ -55,3 +55,16 @@ class WebSession(Base):
     created_at: Mapped[str] = mapped_column(String(40))
     expires_at: Mapped[str] = mapped_column(String(40))
     user_agent: Mapped[str | None] = mapped_column(String(200))
+
+
+class SignInCounter(Base):
+    """Sign-in attempts counted against one key (an account, an address, or both) in a fixed window.
+
+    Rows are locked while an attempt is counted, so concurrent guesses cannot all
+    pass the check (see ``users/ratelimit.py``)."""
+
+    __tablename__ = "signin_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[float] = mapped_column(Float, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
