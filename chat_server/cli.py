@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +28,8 @@ def serve_command(
     context = load_context()
     announce_first_admin(context)
     app = create_app(context)
-    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(tls_cert=tls_cert, tls_key=tls_key))
+    uvicorn.run(app, host=host, port=port, log_level="info",
+                **uvicorn_options(tls_cert=tls_cert, tls_key=tls_key, trusted_proxies=context.settings.trusted_proxies))
 
 
 def announce_first_admin(context: AppContext) -> None:
@@ -41,8 +43,16 @@ def announce_first_admin(context: AppContext) -> None:
         )
 
 
-def uvicorn_options(*, tls_cert: Path | None = None, tls_key: Path | None = None) -> dict[str, Any]:
+def uvicorn_options(
+    *, tls_cert: Path | None = None, tls_key: Path | None = None, trusted_proxies: Sequence[str] = ()
+) -> dict[str, Any]:
     """How uvicorn serves the control plane (shared by ``squads serve`` and the tests).
+
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from
+    ``trusted_proxies`` (``SQUADS_TRUSTED_PROXIES``). uvicorn would otherwise
+    trust them from loopback (or from ``FORWARDED_ALLOW_IPS``), so any local
+    process could pick the address that the audit log and the sign-in throttle
+    see; the explicit list overrides both.
 
     The sans-I/O WebSocket implementation without compression keeps an idle agent
     at about 20 KiB of server memory; a client cannot switch compression on to
@@ -54,6 +64,8 @@ def uvicorn_options(*, tls_cert: Path | None = None, tls_key: Path | None = None
         "ws_max_size": 1024 * 1024,
         "ws_ping_interval": None,
         "timeout_graceful_shutdown": 5,
+        "proxy_headers": bool(trusted_proxies),
+        "forwarded_allow_ips": list(trusted_proxies),
         "ssl_certfile": str(tls_cert) if tls_cert else None,
         "ssl_keyfile": str(tls_key) if tls_key else None,
     }

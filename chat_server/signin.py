@@ -1,9 +1,10 @@
 """Sign-in, sign-out, password change and the home page.
 
-The session cookie is HttpOnly, SameSite=Lax and Secure whenever the request
-came over HTTPS (directly or through a proxy uvicorn trusts). Sign-in has its
-own double-submit token against login CSRF, and failures are throttled per
-account and per address.
+The session cookie is HttpOnly, SameSite=Lax and Secure whenever the public
+URL is https (or the request came over HTTPS, directly or through a configured
+trusted proxy). Sign-in has its own double-submit token against login CSRF, and
+attempts are throttled per account+address, per account and per address
+(``users/ratelimit.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,17 @@ from auth.service import TokenError, create_api_token, list_api_tokens, revoke_o
 from chat_server.principals import SESSION_COOKIE, Principal, SignedIn, Viewer
 from storage.db import session_scope
 from users.models import User
-from users.ratelimit import FailureLimiter
-from users.service import SESSION_LIFETIME, AccountError, SignInError, change_password, sign_in, sign_out
+from users.ratelimit import SignInLimits
+from users.service import (
+    SESSION_LIFETIME,
+    AccountError,
+    SignInError,
+    SignInThrottled,
+    change_password,
+    open_session,
+    sign_in,
+    sign_out,
+)
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -36,7 +46,9 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    # The public URL decides: behind a TLS proxy the request itself may arrive over plain http.
+    public = request.app.state.context.settings.public_url
+    return public.lower().startswith("https://") or request.url.scheme == "https"
 
 
 def _local_path(value: str) -> str:
@@ -48,9 +60,12 @@ def _peer(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def limiter(request: Request) -> FailureLimiter:
-    """The process's sign-in throttle."""
-    return process_wide(request, "signin_limiter", FailureLimiter)
+def limits(request: Request) -> SignInLimits:
+    """The sign-in throttle's limits, from the settings (``SQUADS_SIGNIN_*``)."""
+    settings = request.app.state.context.settings
+    return process_wide(request, "signin_limits", lambda: SignInLimits(
+        account_address=settings.signin_limit_account_address, account=settings.signin_limit_account,
+        address=settings.signin_limit_address, window_s=settings.signin_window_s))
 
 
 @router.get("/login")
@@ -79,19 +94,16 @@ def login(
 
     if not login_token or not secrets.compare_digest(request.cookies.get(LOGIN_COOKIE, ""), login_token):
         return again("The sign-in form expired; please try again.", 400)
-    keys = (f"user:{username.lower()}", f"peer:{_peer(request)}")
-    throttle = limiter(request)
-    wait = throttle.retry_after(*keys)
-    if wait is not None:
-        return again(f"Too many failed sign-ins; try again in {int(wait) + 1} seconds.", 429)
     try:
-        with session_scope(request.app.state.context.db.sessions) as session:
-            signed = sign_in(session, username=username, password=password, peer=_peer(request),
-                             user_agent=request.headers.get("user-agent", ""))
+        signed = sign_in(request.app.state.context.db.sessions, username=username, password=password,
+                         peer=_peer(request), user_agent=request.headers.get("user-agent", ""),
+                         limits=limits(request))
+    except SignInThrottled as exc:
+        response = again(f"{str(exc).capitalize()}.", 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except SignInError as exc:
-        throttle.failed(*keys)
         return again(f"{str(exc).capitalize()}.", 401)
-    throttle.succeeded(*keys)
     target = "/password" if signed.user.must_change_password else _local_path(next)
     response = RedirectResponse(target, status_code=303)
     _set_session(request, response, signed.cookie)
@@ -177,9 +189,9 @@ def password(
             if user is None:
                 raise AccountError("only a signed-in user can change a password")
             change_password(session, user=user, current=current, new=new)
-            signed = sign_in(session, username=user.username, password=new, peer=_peer(request),
-                             user_agent=request.headers.get("user-agent", ""))
-    except (AccountError, SignInError) as exc:
+            signed = open_session(session, user=user, peer=_peer(request),
+                                  user_agent=request.headers.get("user-agent", ""))
+    except AccountError as exc:
         return render(request, "password.html", 400, principal=caller, error=str(exc),
                       tokens=_own_tokens(request, caller))
     response = RedirectResponse("/", status_code=303)

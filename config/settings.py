@@ -8,11 +8,13 @@ brain.
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import ip_network
 from pathlib import Path
+from typing import Annotated
 
 from platformdirs import user_data_dir
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
@@ -39,6 +41,32 @@ class Settings(BaseSettings):
     agent_heartbeat_s: float = Field(default=20.0, gt=0, description="How often agents say they are alive.")
     approval_ttl_s: float = Field(default=3600.0, gt=0, description="How long a held command may wait for approval.")
     lab: bool = Field(default=False, description="Add the bundled simulated lab nodes (squads demo turns it on).")
+    # Sign-in throttling (users/ratelimit.py explains the three counters and their numbers).
+    signin_window_s: float = Field(default=900.0, gt=0, description="The window sign-in attempts are counted in.")
+    signin_limit_account_address: int = Field(default=5, ge=1, description="Attempts per account from one address.")
+    signin_limit_account: int = Field(default=30, ge=1, description="Attempts per account from all addresses.")
+    signin_limit_address: int = Field(default=100, ge=1, description="Attempts from one address (password spraying).")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks (comma-separated) whose X-Forwarded-For/-Proto are believed; none by default.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])  # type: ignore[call-overload]
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(str(ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"SQUADS_TRUSTED_PROXIES: {item!r} is not an IP address or network; give the reverse proxy's "
+                    "addresses, comma-separated, e.g. 127.0.0.1,10.0.0.0/24"
+                ) from None
+        return networks
 
     @property
     def effective_database_url(self) -> str:

@@ -113,8 +113,7 @@ def test_squads_serve_answers_health_on_a_real_port(tmp_path: Path, capsys: pyte
     from users.service import sign_in
 
     context = AppContext(settings=Settings(data_dir=tmp_path))
-    with session_scope(context.db.sessions) as session:
-        assert sign_in(session, username="admin", password=password, peer="test").user.must_change_password
+    assert sign_in(context.db.sessions, username="admin", password=password, peer="test").user.must_change_password
     # A second start finds the admin and prints no password.
     from chat_server.cli import announce_first_admin
 

@@ -15,18 +15,21 @@ from datetime import UTC, datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from audit.models import RecordKind
-from audit.service import append
+from audit.service import append, append_committed
 from auth.tokens import matches, new_secret, secret_hash
+from storage.db import session_scope
 from users.models import Role, User, WebSession
+from users.ratelimit import SignInLimits, prune, reserve, succeeded
 
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD = 12
 SESSION_LIFETIME = timedelta(hours=12)
 # OWASP's argon2id recommendation (m=19 MiB, t=2, p=1): about 30 ms here, cheap to serve, dear to guess.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+DEFAULT_LIMITS = SignInLimits()
 # Verified when the username does not exist, so a miss costs what a wrong password costs.
 _DECOY_HASH = HASHER.hash(secrets.token_urlsafe(16))
 
@@ -178,16 +181,60 @@ def _verify(stored: str, password: str) -> bool:
         return False
 
 
-def sign_in(session: Session, *, username: str, password: str, peer: str, user_agent: str = "") -> SignedIn:
-    """Check the password and open a session; every attempt is audited, failures alike."""
-    user = session.scalar(select(User).where(User.username == username[:64]))
-    ok = _verify(user.password_hash if user else _DECOY_HASH, password[:1024]) and user is not None
-    if not ok or user is None or user.disabled:
-        append(session, kind=RecordKind.SIGN_IN, actor=username[:64], decision="failed",
-               details={"peer": peer, "reason": "disabled" if ok and user and user.disabled else "wrong credentials"})
-        raise SignInError("wrong username or password")
-    if HASHER.check_needs_rehash(user.password_hash):
-        user.password_hash = HASHER.hash(password)
+class SignInThrottled(SignInError):
+    """Too many recent attempts for this account or address; the password was not checked."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.retry_after = max(1, int(wait_s) + 1)
+        super().__init__(f"too many failed sign-ins; try again in {self.retry_after} seconds")
+
+
+def sign_in(
+    sessions: sessionmaker[Session], *, username: str, password: str, peer: str, user_agent: str = "",
+    limits: SignInLimits = DEFAULT_LIMITS,
+) -> SignedIn:
+    """Check the password (throttled) and open a session.
+
+    Every attempt is a ``sign_in`` audit record. A failure's record is committed
+    in its own transaction before ``SignInError`` is raised, so no caller's
+    rollback can lose it. No transaction is held while the hash is verified."""
+    claimed = username[:64]
+    try:
+        wait = reserve(sessions, username=claimed, peer=peer, limits=limits)
+        if wait is not None:
+            _failed(sessions, claimed=claimed, peer=peer, reason="throttled")
+            raise SignInThrottled(wait)
+        with sessions() as reader:
+            user = reader.scalar(select(User).where(User.username == claimed))
+            user_id, stored, disabled = (user.id, user.password_hash, user.disabled) if user else (None, None, False)
+        ok = _verify(stored or _DECOY_HASH, password[:1024]) and user_id is not None
+        if not ok or disabled:
+            _failed(sessions, claimed=claimed, peer=peer, reason="disabled" if ok else "wrong credentials")
+            raise SignInError("wrong username or password")
+        with session_scope(sessions) as session:
+            user = session.get(User, user_id)
+            if user is None or user.disabled or user.password_hash != stored:
+                signed = None  # changed while the hash was checked: the checked password may be stale
+            else:
+                if HASHER.check_needs_rehash(user.password_hash):
+                    user.password_hash = HASHER.hash(password)
+                signed = open_session(session, user=user, peer=peer, user_agent=user_agent)
+        if signed is None:
+            _failed(sessions, claimed=claimed, peer=peer, reason="account changed during sign-in")
+            raise SignInError("wrong username or password")
+        succeeded(sessions, username=claimed, peer=peer, limits=limits)
+        return signed
+    finally:
+        prune(sessions, limits=limits)
+
+
+def _failed(sessions: sessionmaker[Session], *, claimed: str, peer: str, reason: str) -> None:
+    append_committed(sessions, kind=RecordKind.SIGN_IN, actor=claimed, decision="failed",
+                     details={"peer": peer, "reason": reason})
+
+
+def open_session(session: Session, *, user: User, peer: str, user_agent: str = "") -> SignedIn:
+    """A new browser session for ``user``, whose identity the caller has just proved (audited)."""
     secret = new_secret()
     expires = _now() + SESSION_LIFETIME
     record = WebSession(id=uuid.uuid4().hex, secret_sha256=secret_hash(secret), user_id=user.id,
