@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from permissions import sql
+from permissions import kubectl, sql
+from permissions.normalise import NotNormalisable
 from permissions.programs import CommandSpec, OptionSpec, ProgramSpec, Style, ValueKind
 from permissions.validators import normalise_path
 
 MAX_ARGS = 128
 MAX_ELEMENT = 8192
 _PROGRAM_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
+_GLOB = frozenset("*?[")
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
@@ -103,6 +105,9 @@ class Parsed:
     options: list[tuple[str, str | None]] = field(default_factory=list)  # (canonical, value)
     specs: list[OptionSpec] = field(default_factory=list)  # parallel to options
     path_values: list[str] = field(default_factory=list)
+    # (index in the parsed args, the value as written) of every path value, so that an
+    # executor can open exactly these arguments safely (see tools/executors/safe_paths.py).
+    path_args: list[tuple[int, str]] = field(default_factory=list)
     command: CommandSpec | None = None
 
 
@@ -117,6 +122,7 @@ class _Parser:
         self.out = Parsed(program=spec.name, subcommands=())
         self.sub_open = bool(spec.root.subcommands)
         self.seen: set[str] = set()
+        self.at = 0  # index of the token that holds the value being parsed
 
     # -- option lookup -------------------------------------------------
     def _lookup(self, name: str) -> OptionSpec | None:
@@ -156,7 +162,7 @@ class _Parser:
 
     # -- recording -----------------------------------------------------
     def _record(self, opt: OptionSpec, value: str | None, spelled: str) -> None:
-        if opt.deny:
+        if opt.deny and not (opt.deny_unless is not None and value is not None and opt.deny_unless(value)):
             raise Refused(opt.deny if spelled == opt.canonical else f"{spelled} ({opt.canonical}): {opt.deny}", f"flag:{self.spec.name}:{opt.canonical}")
         if opt.canonical in self.seen and not opt.repeatable:
             raise Refused(
@@ -172,8 +178,20 @@ class _Parser:
         self.seen.add(opt.canonical)
         if value is not None and not self.pattern:
             self._check_value(opt, value)
+        if value is not None and opt.normalise is not None:
+            value = self._normalised(opt.normalise, value, opt.canonical)
         self.out.options.append((opt.canonical, value))
         self.out.specs.append(opt)
+
+    def _normalised(self, normalise: Callable[[str], str], value: str, what: str) -> str:
+        # Rules are normalised too, but only their literal words: a placeholder
+        # or glob is matched against the normalised command instead.
+        if self.pattern and ("{" in value or _GLOB & set(value)):
+            return value
+        try:
+            return normalise(value)
+        except NotNormalisable as exc:
+            raise Refused(str(exc), f"flag:{self.spec.name}:{what}:ambiguous") from None
 
     def _check_value(self, opt: OptionSpec, value: str) -> None:
         if opt.sql:
@@ -196,10 +214,12 @@ class _Parser:
                 "path:form",
             )
         self.out.path_values.append(norm)
+        self.out.path_args.append((self.at, value))
 
     def _take_next(self, i: int, opt: OptionSpec, spelled: str) -> str:
         if i + 1 >= len(self.args):
             raise Refused(f"{spelled} needs a value", f"flag:{self.spec.name}:{opt.canonical}")
+        self.at = i + 1
         return self.args[i + 1]
 
     # -- tokens ----------------------------------------------------------
@@ -208,6 +228,7 @@ class _Parser:
         end_of_options = False
         while i < n:
             tok = args[i]
+            self.at = i
             if not end_of_options and tok == "--":
                 if not self.spec.double_dash:
                     raise Refused(f"{self.spec.name} has no '--' marker; it would read '--' as an option",
@@ -253,6 +274,12 @@ class _Parser:
                 return i
             if not eq:
                 value, i = self._detached_value(i, opt, "--" + name)
+            elif not value and style is Style.PFLAG:
+                # pflag reads '--namespace=' as an empty value, which kubectl
+                # then replaces with its default: not what the words say.
+                raise Refused(f"--{name}= has an empty value; kubectl would silently use its default instead. "
+                              f"Give a value (--{name}=VALUE) or leave the option out",
+                              f"flag:{self.spec.name}:empty")
             self._record(opt, value, "--" + name)
             return i
         # A bundle of short options: '-ltnp', '-n5', '-nprod', pflag's '-n=prod'.
@@ -268,6 +295,13 @@ class _Parser:
                 continue
             rest = tok[j + 1 :]
             if style is Style.PFLAG and rest.startswith("="):
+                # pflag: '-n=x' is x, but '-n=' is the value '=' and '-n==x' is '=x'
+                # (the next argument is never the value). Refuse both spellings
+                # rather than guess which one was meant.
+                if len(rest) == 1 or rest[1] == "=":
+                    raise Refused(f"{ch}{rest}: kubectl reads this as the value {rest[1:] or '='!r}, not as an empty value, "
+                                  f"and does not take the next argument as the value; write {ch} VALUE or {ch}=VALUE",
+                                  f"flag:{self.spec.name}:equals")
                 rest = rest[1:]
             if rest:
                 value = rest
@@ -284,6 +318,7 @@ class _Parser:
         if opt.value is ValueKind.REQUIRED:
             return self._take_next(i, opt, spelled), i + 1
         if opt.value is ValueKind.PEEK and i + 1 < len(self.args) and self._fits(opt, self.args[i + 1]):
+            self.at = i + 1
             return self.args[i + 1], i + 1
         return None, i
 
@@ -307,21 +342,19 @@ class _Parser:
                     raise Refused(sub.deny, f"subcommand:{sub.name}")
                 self.chain.append(sub)
                 # The word as given: commands that share a spec (systemctl
-                # restart/stop) must stay distinct for rules.
-                self.out.subcommands += (tok,)
+                # restart/stop) must stay distinct for rules; true aliases
+                # (kubectl top po/pod/pods) are one command.
+                self.out.subcommands += (sub.word or tok,)
                 self.sub_open = bool(sub.subcommands)
                 return
         self.sub_open = False
         if command.positionals == "none":
             raise Refused(f"{command.name} takes no arguments here, got {tok!r}", f"args:{command.name}")
         if self.pattern:
+            if command.positional_normalise is not None:
+                tok = self._normalised(command.positional_normalise, tok, command.name)
             self.out.positionals.append(tok)
             return
-        if command.forbidden_resources and not self.out.positionals:
-            for part in re.split(r"[,/]", tok):
-                refusal = command.forbidden_resources.get(part.lower().split(".", 1)[0])
-                if refusal:
-                    raise Refused(refusal, f"resource:{command.name}")
         if command.positionals == "paths":
             self._path(tok, command.name)
         elif command.positional_validator is not None and not command.positional_validator(tok):
@@ -329,11 +362,21 @@ class _Parser:
                 f"{tok!r} is not allowed as an argument of {command.name}; allowed: {command.positional_validator.describe}",
                 f"args:{command.name}",
             )
+        if command.positional_normalise is not None:
+            tok = self._normalised(command.positional_normalise, tok, command.name)
         self.out.positionals.append(tok)
 
     def _finish(self) -> None:
         command = self.chain[-1]
         self.out.command = command
+        if command.forbidden_resources and not self.pattern:
+            # Every argument, and events' --for TYPE/NAME: kubectl fetches each one.
+            named = [*self.out.positionals, *(v for o, v in self.out.options if o == "--for" and v)]
+            refusal = kubectl.forbidden_in(named, command.forbidden_resources)
+            if refusal:
+                raise Refused(refusal, f"resource:{command.name}")
+        if command.resource_args is not None:
+            self.out.positionals = kubectl.normalise(self.out.positionals, first_is_type=command.resource_args == "type")
         if self.sub_open and command.subcommands and command.subcommand_required and not self.pattern:
             raise Refused(f"{command.name} needs a subcommand", f"subcommand:{command.name}:missing")
         if not self.pattern:

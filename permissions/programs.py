@@ -13,7 +13,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import yaml
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from config.yaml_loader import safe_load
 
+from permissions.normalise import normaliser
 from permissions.validators import Validator, from_spec
 
 PROGRAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -49,6 +50,15 @@ class OptionModel(BaseModel):
     path: bool = False
     repeatable: bool = False
     sql: bool = False
+    # Options that only change how output looks (kubectl -o wide, --no-headers):
+    # they never decide whether a rule matches. format_values narrows which
+    # values count as formatting (-o wide is, -o yaml is not).
+    format: bool = False
+    format_values: str | None = None
+    # With deny: the values that are nevertheless fine (rollout status --watch=false).
+    deny_unless: str | None = None
+    # A normaliser from permissions.normalise for the value (find's -perm spellings).
+    normalise: str | None = None
 
 
 class CommandModel(BaseModel):
@@ -60,10 +70,18 @@ class CommandModel(BaseModel):
     deny: str | None = None
     positionals: Literal["any", "none", "paths"] = "any"
     positional_values: str | None = None
+    positional_normalise: str | None = None  # e.g. unit: 'nginx.service' is 'nginx'
     require: list[str] = Field(default_factory=list)
     # kubectl resource words this command refuses in its first argument, after
     # splitting 'a,b' and 'type/name', lowercasing and dropping '.group'.
     forbidden_resources: dict[str, str] = Field(default_factory=dict)
+    # kubectl commands whose arguments name resources: 'type' (get, describe:
+    # the first argument is a type list) or 'pod' (logs: a pod, or type/name).
+    # Their resource words are normalised to kubectl's canonical names.
+    resource_args: Literal["type", "pod"] | None = None
+    # The comma-separated names of this subcommand are aliases of one command
+    # (kubectl top pods/pod/po): rules see the first name whatever was typed.
+    aliases: bool = False
 
 
 class ProgramModel(CommandModel):
@@ -93,6 +111,16 @@ class OptionSpec:
     path: bool
     repeatable: bool
     sql: bool
+    format_only: bool = False
+    format_validator: Validator | None = None
+    deny_unless: Validator | None = None
+    normalise: Callable[[str], str] | None = None
+
+    def only_formats(self, value: str | None) -> bool:
+        """True when this option with ``value`` changes only how output looks."""
+        if not self.format_only:
+            return False
+        return self.format_validator is None or (value is not None and self.format_validator(value))
 
 
 @dataclass(slots=True)
@@ -110,6 +138,9 @@ class CommandSpec:
     require: tuple[str, ...]
     forbidden_resources: dict[str, str] = field(default_factory=dict)
     long_names: tuple[str, ...] = field(default=())
+    resource_args: str | None = None
+    word: str | None = None  # the name rules see when aliases are normalised
+    positional_normalise: Callable[[str], str] | None = None
 
 
 @dataclass(slots=True)
@@ -150,6 +181,10 @@ def _build_command(name: str, model: CommandModel) -> CommandSpec:
             path=opt.path,
             repeatable=opt.repeatable,
             sql=opt.sql,
+            format_only=opt.format,
+            format_validator=from_spec(opt.format_values) if opt.format_values else None,
+            deny_unless=from_spec(opt.deny_unless) if opt.deny_unless else None,
+            normalise=normaliser(opt.normalise) if opt.normalise else None,
         )
         for n in names:
             if n in options:
@@ -159,6 +194,7 @@ def _build_command(name: str, model: CommandModel) -> CommandSpec:
     for key, sub in model.subcommands.items():
         aliases = _split_names(key)
         built = _build_command(f"{name} {aliases[0]}", sub)
+        built.word = aliases[0] if sub.aliases else None
         for alias in aliases:
             subcommands[alias] = built
     return CommandSpec(
@@ -173,6 +209,8 @@ def _build_command(name: str, model: CommandModel) -> CommandSpec:
         require=tuple(model.require),
         forbidden_resources=dict(model.forbidden_resources),
         long_names=tuple(sorted(n for n in options if n.startswith("--"))),
+        resource_args=model.resource_args,
+        positional_normalise=normaliser(model.positional_normalise) if model.positional_normalise else None,
     )
 
 

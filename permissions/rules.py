@@ -75,6 +75,12 @@ class Rule:
     required: tuple[tuple[str, Matcher | None], ...]
     optional: tuple[tuple[str, Matcher | None], ...]
     rest: bool
+    # Under '...' of an allow or approve rule, later arguments of the same kind
+    # keep the rule's restriction: further positionals must pass ``rest_positional``
+    # (the rule's last positional), and a repeat of an option the rule names with
+    # a value must pass one of that option's matchers. Deny rules keep '...' wide.
+    rest_positional: Matcher | None = None
+    limits: tuple[tuple[str, tuple[Matcher, ...]], ...] = ()
 
     def matches(self, parsed: Parsed) -> bool:
         """True when ``parsed`` is a command this rule covers."""
@@ -86,13 +92,25 @@ class Rule:
         for positional, value in zip(self.positionals, positionals, strict=False):
             if not positional(value):
                 return False
+        if self.rest_positional is not None and not all(map(self.rest_positional, positionals[len(self.positionals):])):
+            return False
         remaining = list(parsed.options)
         for name, matcher in self.required:
             if not _consume(remaining, name, matcher):
                 return False
         for name, matcher in self.optional:
             _consume(remaining, name, matcher)
-        return self.rest or not remaining
+        if not remaining:
+            return True
+        # Options that only change how output looks never decide a match.
+        cosmetic = {item for item, spec in zip(parsed.options, parsed.specs, strict=True) if spec.only_formats(item[1])}
+        if not self.rest:
+            return all(item in cosmetic for item in remaining)
+        limits = dict(self.limits)
+        return all(
+            item in cosmetic or item[0] not in limits or (item[1] is not None and any(m(item[1]) for m in limits[item[0]]))
+            for item in remaining
+        )
 
 
 def _consume(remaining: list[tuple[str, str | None]], name: str, matcher: Matcher | None) -> bool:
@@ -139,8 +157,34 @@ def _split_groups(text: str, tokens: list[str]) -> tuple[list[str], list[list[st
     return main, groups, rest
 
 
-def compile_rule(text: str, programs: dict[str, ProgramSpec]) -> Rule:
-    """Compile rule ``text`` against the flag policy of its program."""
+def _rest_limits(
+    parsed: Parsed, positionals: tuple[Matcher, ...], options: list[tuple[str, str | None]]
+) -> tuple[Matcher | None, tuple[tuple[str, tuple[Matcher, ...]], ...]]:
+    """What '...' still restricts in an allow or approve rule (see ``Rule``)."""
+    rest_positional: Matcher | None = None
+    if positionals:
+        last = parsed.positionals[-1]
+        command = parsed.command
+        # kubectl get/describe: after a literal resource type come names of that
+        # type, another kind of argument (the kubectl checks see every one).
+        type_word = (command is not None and command.resource_args == "type" and len(positionals) == 1
+                     and "/" not in last and not _EMBEDDED.fullmatch(last) and not _GLOB_CHARS & set(last))
+        if not type_word:
+            rest_positional = positionals[-1]
+    limits: dict[str, list[Matcher]] = {}
+    for name, value in options:
+        if value is not None:
+            limits.setdefault(name, []).append(token_matcher(value))
+    return rest_positional, tuple((name, tuple(ms)) for name, ms in limits.items())
+
+
+def compile_rule(text: str, programs: dict[str, ProgramSpec], *, deny: bool = False) -> Rule:
+    """Compile rule ``text`` against the flag policy of its program.
+
+    In an allow or approve rule, a trailing ``...`` keeps every restriction the
+    rule states (further positionals must match its last positional, repeats of
+    a named option must match its value); ``deny=True`` compiles a deny rule,
+    whose ``...`` matches anything further, so that it refuses more, never less."""
     try:
         tokens = shlex.split(text)
     except ValueError as exc:
@@ -163,14 +207,25 @@ def compile_rule(text: str, programs: dict[str, ProgramSpec]) -> Rule:
     except Refused as exc:
         raise RuleError(f"rule {text!r}: {exc.reason}") from exc
     try:
+        rest_positional, limits = None, ()
+        if rest and not deny:
+            rest_positional, limits = _rest_limits(
+                parsed, tuple(token_matcher(t) for t in parsed.positionals), [*parsed.options, *group_options])
         return Rule(
             text=text,
             program=program,
             subcommands=parsed.subcommands,
             positionals=tuple(token_matcher(t) for t in parsed.positionals),
-            required=tuple((name, None if v is None else token_matcher(v)) for name, v in parsed.options),
-            optional=tuple((name, None if v is None else token_matcher(v)) for name, v in group_options),
+            # A formatting option a rule names (--sort-by=.lastTimestamp, -o wide) is
+            # optional: the command may leave it out or format differently.
+            required=tuple((name, None if v is None else token_matcher(v))
+                           for (name, v), s in zip(parsed.options, parsed.specs, strict=True) if not s.only_formats(v)),
+            optional=tuple((name, None if v is None else token_matcher(v))
+                           for name, v in [*group_options, *((o, v) for (o, v), s in zip(parsed.options, parsed.specs, strict=True)
+                                                             if s.only_formats(v))]),
             rest=rest,
+            rest_positional=rest_positional,
+            limits=limits,
         )
     except ValueError as exc:
         raise RuleError(f"rule {text!r}: {exc}") from exc

@@ -50,7 +50,7 @@ def test_parameter_errors_name_the_parameter_the_value_and_what_is_allowed() -> 
 
 def test_rule_text_is_what_security_teams_read() -> None:
     assert rule_text(tool("k8s", "pod_logs")) == (
-        "kubectl logs {k8s_name} -n {k8s_name} [--previous] [--tail {int:1..10000}] [-c {k8s_name}]")
+        "kubectl logs {k8s_name} -n {k8s_name} [--previous] [--tail {int:1..10000}] [-c {k8s_name}] [--since {re:[1-9][0-9]*[smh]}]")
     assert rule_text(tool("database", "blocking")) == "psql -X -A -F | -P footer=off -c {sql:blocking}"
 
 
