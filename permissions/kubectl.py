@@ -113,6 +113,10 @@ def normalise(args: Sequence[str], *, first_is_type: bool) -> list[str]:
             kind, slash, name = arg.partition("/")
             if slash and not _PATTERN_CHARS.search(kind):
                 out[i] = f"{canonical_resource(kind)}/{name}"
+        kinds = {a.partition("/")[0] for a in out}
+        if first_is_type and len(kinds) == 1 and all("/" in a for a in out):
+            # 'pods/a pods/b' is 'pods a b' to kubectl: one form for rules to match.
+            return [kinds.pop(), *(a.partition("/")[2] for a in out)]
         return out
     if first_is_type and out and not _PATTERN_CHARS.search(out[0]):
         out[0] = ",".join(canonical_resource(word) for word in out[0].split(","))
