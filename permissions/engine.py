@@ -91,7 +91,7 @@ def compile_grant(spec: GrantSpec, programs: dict[str, ProgramSpec], *, default:
         default=default,
         allow=[compile_rule(r, programs) for r in spec.allow],
         approve=[compile_rule(r, programs) for r in spec.approve],
-        deny=[compile_rule(r, programs) for r in spec.deny],
+        deny=[compile_rule(r, programs, deny=True) for r in spec.deny],
     )
 
 
@@ -184,7 +184,8 @@ class PolicyEngine:
                     reason = f"`{shown}` changes state: it needs approval (rule `{rule.text}` of grant {grant.label})"
                 return Decision(verdict, reason, rule=rule.text, grant=grant.spec.name, agent=agent,
                                 node=node.name, program_path=path, argv=argv_t,
-                                program_args=dict(node.program_args).get(name, ()))
+                                program_args=dict(node.program_args).get(name, ()),
+                                path_args=tuple((i + 1, v) for i, v in parsed.path_args))
         if problems:
             return self._deny(problems[0], "constraint", agent, node, argv_t)
         return self._deny(self._no_grant_reason(agent, node, shown, rules, key), "default:deny", agent, node, argv_t)

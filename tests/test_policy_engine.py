@@ -218,13 +218,14 @@ def test_path_prefix_constraint_after_dotdot_and_symlinks(tmp_path: Path) -> Non
 
 def test_node_selectors_and_replace_defaults() -> None:
     default = GrantSpec(name="d", agents=["a/b"], allow=["df -h"])
-    prod_only = GrantSpec(name="p", agents=["a/b"], nodes={"labels": {"env": "production"}}, allow=["df -h -T"],
+    # -i (inodes) is a different report; -T would only change the format, which rules ignore.
+    prod_only = GrantSpec(name="p", agents=["a/b"], nodes={"labels": {"env": "production"}}, allow=["df -h -i"],
                           replace_defaults=True)
     engine = PolicyEngine(defaults=[default], grants=[prod_only])
     staging = NodeContext.of("s1", {"env": "staging"})
     assert decide("a/b", "df", "-h", engine=engine, node=staging).allowed
-    assert decide("a/b", "df", "-h", "-T", engine=engine, node=staging).verdict is DENY
-    assert decide("a/b", "df", "-h", "-T", engine=engine, node=LAB).allowed
+    assert decide("a/b", "df", "-h", "-i", engine=engine, node=staging).verdict is DENY
+    assert decide("a/b", "df", "-h", "-i", engine=engine, node=LAB).allowed
     assert decide("a/b", "df", "-h", engine=engine, node=LAB).verdict is DENY  # defaults replaced there
 
 
