@@ -61,9 +61,10 @@ from agent.protocol import (
     parse_text,
 )
 from permissions.models import Decision, Verdict
-from tools.executors.base import ExecResult, output_digest
+from tools.executors.base import ExecResult, RunContext, output_digest
 from tools.executors.local import LocalExecutor
 
+from tools.executors.safe_paths import PathRefused
 log = logging.getLogger("squads.agent")
 
 EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus, so systemd does not retry either
@@ -387,3 +388,10 @@ class Agent:
             # The session that asked is gone; a reconnected one must not get it (the caller was told it was lost).
             log.warning("request %s ended after its connection dropped; its result (exit %s) was not delivered",
                         frame.id, result.exit_code)
+        # The context carries the decision's path arguments: the executor opens them without links.
+        context = RunContext(decision=decision, request_id=frame.id, approved_by=frame.approved_by)
+                context=context,
+        except PathRefused as exc:  # a link or a missing path: nothing ran, so it is a refusal
+            log.warning("request %s refused: %s", frame.id, exc)
+            put(Refused(id=frame.id, verdict="deny", rule="path:open", reason=clip(str(exc))).model_dump_json())
+            return

@@ -35,6 +35,9 @@ class Decision:
     # Fixed arguments the node's owner configured for this program (e.g. nginx -p PREFIX -c FILE);
     # the policy decides on ``argv``, the node runs these in front of its arguments.
     program_args: tuple[str, ...] = field(default=())
+    # (index in ``argv``, value as written) of every argument the flag policy reads as a
+    # path; executors open these without following links (tools/executors/safe_paths.py).
+    path_args: tuple[tuple[int, str], ...] = field(default=())
 
     @property
     def allowed(self) -> bool:
@@ -45,6 +48,11 @@ class Decision:
         if not self.program_path:
             raise ValueError("only an allowed or approvable decision has an executable argv")
         return [self.program_path, *self.program_args, *self.argv[1:]]
+
+    def exec_path_args(self) -> tuple[tuple[int, str], ...]:
+        """``path_args`` as indices into ``exec_argv()`` (shifted past the node's fixed arguments)."""
+        shift = len(self.program_args)
+        return tuple((i + shift, value) for i, value in self.path_args)
 
     def as_dict(self) -> dict[str, object]:
         return {

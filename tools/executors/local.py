@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from tools.executors.base import TRUNCATION_MARKER, ExecResult, OutputSink, RunContext, output_digest
+from tools.executors.safe_paths import OutputRewriter, PinnedArgv, pin_paths
 
 # Fixed variables every command gets. Pagers and colours are disabled because
 # nobody is at a terminal to page through output, and a pager is a shell escape.
@@ -88,13 +89,24 @@ def decode_output(data: bytes, truncated: bool, limit: int) -> str:
 class _Stream:
     """One captured pipe: the bytes kept up to the cap, and whether more came."""
 
-    def __init__(self, fd: int, limit: int, name: str = "", sink: OutputSink | None = None) -> None:
+    def __init__(self, fd: int, limit: int, name: str = "", sink: OutputSink | None = None,
+                 rewriter: OutputRewriter | None = None) -> None:
         self.fd = fd
         self.limit = limit
         self.name = name
         self.sink = sink
+        self.rewriter = rewriter
         self.data = bytearray()
         self.truncated = False
+
+    def read(self, chunk: bytes) -> None:
+        """Bytes from the pipe: descriptor names mapped back to paths, then kept."""
+        self.feed(self.rewriter.feed(chunk) if self.rewriter is not None else chunk)
+
+    def finish(self) -> None:
+        """Keep what the rewriter still held back at the end of output."""
+        if self.rewriter is not None:
+            self.feed(self.rewriter.flush())
 
     def feed(self, chunk: bytes) -> None:
         if self.truncated:
@@ -116,7 +128,7 @@ def _read_chunk(sel: selectors.BaseSelector, stream: _Stream) -> None:
     except OSError:
         chunk = b""  # a broken pipe reads as end of output
     if chunk:
-        stream.feed(chunk)
+        stream.read(chunk)
     else:
         sel.unregister(stream.fd)
 
@@ -159,6 +171,14 @@ def _spawn_failure(program: str, cwd: str, exc: OSError, start: float) -> ExecRe
     )
 
 
+def _pin(args: list[str], context: RunContext | None) -> PinnedArgv:
+    """``args`` with the decision's path arguments opened safely (nothing to do without a context)."""
+    if context is None or not context.decision.path_args:
+        return PinnedArgv(argv=args)
+    decision = context.decision
+    return pin_paths(args, decision.exec_path_args(), program=os.path.basename(decision.argv[0]))
+
+
 class LocalExecutor:
     """Runs commands as child processes of this one, each in its own session."""
 
@@ -189,16 +209,20 @@ class LocalExecutor:
 
         ``on_output`` (the node agent's streaming) gets each piece of output as it
         is read, within the cap; setting ``cancel`` stops the command as a timeout
-        would. ``context`` is not needed to run locally."""
+        would. The path arguments of ``context``'s decision are opened without
+        following links and given to the program as open descriptors
+        (``safe_paths``); a link or a missing path raises ``PathRefused`` and
+        nothing runs. Without a context no argument is treated as a path."""
         args = check_argv(argv)
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         if max_output < 0:
             raise ValueError(f"max_output must not be negative, got {max_output}")
+        pinned = _pin(args, context)
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                args,
+                pinned.argv,
                 shell=False,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -207,11 +231,14 @@ class LocalExecutor:
                 env=self._env,
                 cwd=self._cwd,
                 close_fds=True,
+                pass_fds=pinned.fds,
             )
         except OSError as exc:
             return _spawn_failure(args[0], self._cwd, exc, start)
+        finally:
+            pinned.close()  # the child has its own copies
         try:
-            out, err, timed_out = self._collect(proc, start + timeout, max_output, on_output, cancel)
+            out, err, timed_out = self._collect(proc, start + timeout, max_output, on_output, cancel, pinned)
         finally:
             _signal_group(proc.pid, signal.SIGKILL)
             for pipe in (proc.stdout, proc.stderr):
@@ -230,17 +257,18 @@ class LocalExecutor:
             stderr_truncated=err.truncated,
             timed_out=timed_out,
             output_sha256=output_digest(bytes(out.data), bytes(err.data)),
+            meta={"paths": "\n".join(pinned.opened)} if pinned.opened else {},
         )
 
     @staticmethod
     def _collect(
         proc: subprocess.Popen[bytes], deadline: float, max_output: int, sink: OutputSink | None,
-        cancel: threading.Event | None,
+        cancel: threading.Event | None, pinned: PinnedArgv,
     ) -> tuple[_Stream, _Stream, bool]:
         """Read both pipes until the group is done, killed for time, or killed for flooding."""
         assert proc.stdout is not None and proc.stderr is not None
-        out = _Stream(proc.stdout.fileno(), max_output, "stdout", sink)
-        err = _Stream(proc.stderr.fileno(), max_output, "stderr", sink)
+        out = _Stream(proc.stdout.fileno(), max_output, "stdout", sink, pinned.rewriter())
+        err = _Stream(proc.stderr.fileno(), max_output, "stderr", sink, pinned.rewriter())
         timed_out = False
         kill_at: float | None = None  # when the whole group gets SIGKILL
         with selectors.DefaultSelector() as sel:
@@ -294,4 +322,6 @@ class LocalExecutor:
             finally:
                 if pidfd is not None:
                     os.close(pidfd)
+        out.finish()
+        err.finish()
         return out, err, timed_out
