@@ -21,6 +21,7 @@ from agent.service import (
     AgentOptions,
     AgentStopped,
     agent_url,
+    check_node_name,
     check_token,
     read_token,
     tls_context,
@@ -40,6 +41,8 @@ def agent_command(
     ctx: typer.Context,
     server: Annotated[str | None, typer.Option(help="The control plane's URL, e.g. https://squads.example.com")] = None,
     node_id: Annotated[str | None, typer.Option(help="The id `squads node create` printed.")] = None,
+    node_name: Annotated[str | None, typer.Option(
+        help="The name the node is registered under; a control plane that says otherwise is refused.")] = None,
     token_file: Annotated[Path | None, typer.Option(help="File holding the node token (mode 600).")] = None,
     policy: Annotated[Path | None, typer.Option(help="This node's own policy (YAML); read-only defaults without.")] = None,
     ca_file: Annotated[Path | None, typer.Option(help="Trust only this CA for the control plane's certificate.")] = None,
@@ -58,8 +61,13 @@ def agent_command(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         url = agent_url(server)
+        if node_name is None:
+            logging.getLogger("squads.agent").warning(
+                "no --node-name: this agent takes its name from the control plane's first welcome; "
+                "give --node-name (squads agent install writes it) so a control plane cannot pick another node's grants")
         options = AgentOptions(
             url=url, node_id=node_id, token=read_token(token_file), policy=load_policy(policy),
+            node_name=check_node_name(node_name) if node_name is not None else None,
             ssl_context=tls_context(ca_file) if url.startswith("wss:") else None,
             max_timeout_s=max_timeout, max_output=max_output,
         )
@@ -82,6 +90,7 @@ async def _run(agent: Agent) -> None:
 def install(
     server: Annotated[str, typer.Option(help="The control plane's URL (https://...).")],
     node_id: Annotated[str, typer.Option(help="The id `squads node create` printed.")],
+    node_name: Annotated[str, typer.Option(help="The name the node is registered under (squads node list).")],
     token_stdin: Annotated[bool, typer.Option(help="Read the node token from standard input.")] = False,
     token_file: Annotated[Path | None, typer.Option(help="Or copy it from this file.")] = None,
     user: Annotated[str | None, typer.Option(help="Run as this existing user instead of a systemd DynamicUser.")] = None,
@@ -98,11 +107,12 @@ def install(
         token = (check_token(sys.stdin.readline().strip(), where="standard input") if token_stdin
                  else read_token(token_file))  # type: ignore[arg-type]
         agent_url(server)  # plain http off loopback is refused here too, not only when the agent starts
+        check_node_name(node_name)
         if print_command:
-            typer.echo(install_command(server=server, node_id=node_id, token=token))
+            typer.echo(install_command(server=server, node_id=node_id, node_name=node_name, token=token))
             return
-        unit = unit_text(server=server, node_id=node_id, executable=squads_executable(), user=user,
-                         policy=policy, ca_file=ca_file)
+        unit = unit_text(server=server, node_id=node_id, node_name=node_name, executable=squads_executable(),
+                         user=user, policy=policy, ca_file=ca_file)
         if policy is not None:
             load_policy(policy)  # refuse a broken policy now, not when the service starts
     except (AgentConfigError, PolicyError) as exc:

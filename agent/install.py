@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from agent.service import AgentConfigError, agent_url
+from agent.service import AgentConfigError, agent_url, check_node_name
 
 UNIT_NAME = "squads-agent.service"
 TOKEN_PATH = Path("/etc/squads/node-token")
@@ -40,13 +40,14 @@ def squads_executable() -> str:
 
 
 def unit_text(
-    *, server: str, node_id: str, token_path: Path = TOKEN_PATH, executable: str, user: str | None = None,
-    policy: Path | None = None, ca_file: Path | None = None,
+    *, server: str, node_id: str, node_name: str, token_path: Path = TOKEN_PATH, executable: str,
+    user: str | None = None, policy: Path | None = None, ca_file: Path | None = None,
 ) -> str:
     """The unit file's text. Every value is checked, never quoted: nothing reaches a shell."""
     agent_url(server)  # refuses plain http off loopback, as the agent would
     args = [_plain("executable", executable), "agent", "--server", _plain("--server", server),
-            "--node-id", _plain("--node-id", node_id), "--token-file", "%d/node-token"]
+            "--node-id", _plain("--node-id", node_id), "--node-name", check_node_name(node_name),
+            "--token-file", "%d/node-token"]
     if policy is not None:
         args += ["--policy", _plain("--policy", str(policy.absolute()))]
     if ca_file is not None:
@@ -84,9 +85,10 @@ WantedBy=multi-user.target
 """
 
 
-def install_command(*, server: str, node_id: str, token: str) -> str:
+def install_command(*, server: str, node_id: str, node_name: str, token: str) -> str:
     """The one line an admin pastes on a new node (shown once, with the token, when the node is created)."""
-    args = ["squads", "agent", "install", "--server", server, "--node-id", node_id, "--token-stdin", "--enable"]
+    args = ["squads", "agent", "install", "--server", server, "--node-id", node_id, "--node-name", node_name,
+            "--token-stdin", "--enable"]
     return f"printf '%s' {shlex.quote(token)} | sudo {shlex.join(args)}"
 
 

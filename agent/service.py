@@ -60,11 +60,12 @@ from agent.protocol import (
     pack_chunk,
     parse_text,
 )
+from nodes.service import NODE_NAME
 from permissions.models import Decision, Verdict
 from tools.executors.base import ExecResult, RunContext, output_digest
 from tools.executors.local import LocalExecutor
-
 from tools.executors.safe_paths import PathRefused
+
 log = logging.getLogger("squads.agent")
 
 EXIT_CONFIG = 78  # EX_CONFIG: the unit's RestartPreventExitStatus, so systemd does not retry either
@@ -122,6 +123,16 @@ def read_token(path: Path) -> str:
     return check_token(text, where=f"token file {path}")
 
 
+def check_node_name(name: str) -> str:
+    """``name`` if it can be a registered node's name; otherwise ``AgentConfigError`` saying so."""
+    if not NODE_NAME.fullmatch(name):
+        raise AgentConfigError(
+            f"--node-name {name!r}: give the name the node was registered under (squads node list), "
+            "e.g. web-7: lowercase letters, digits, '.', '_' or '-'"
+        )
+    return name
+
+
 def check_token(text: str, *, where: str) -> str:
     """``text`` if it looks like a node token; otherwise ``AgentConfigError`` saying so."""
     if not text.startswith("sqn_") or len(text) > 200 or not text.isascii() or any(c.isspace() for c in text):
@@ -173,6 +184,9 @@ class AgentOptions:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     facts: Facts | None = None  # gathered at start when not given (simulations share one)
+    # The name this node is registered under (--node-name). A welcome naming another node is refused:
+    # the name picks which node-scoped grants apply, so it is not the control plane's to choose.
+    node_name: str | None = None
 
 
 @dataclass(eq=False)
@@ -273,6 +287,7 @@ class Agent:
             if not isinstance(welcome, Welcome):
                 raise FrameError("the control plane did not send welcome first")
             check_protocol(welcome.protocol)
+            self._check_name(welcome.node)
             self.node_name = welcome.node
             context = self.options.policy.context(welcome.node)
             log.info("connected as node %s (policy: %s)", welcome.node, self.options.policy.source)
@@ -304,6 +319,16 @@ class Agent:
         if rcvd is not None and rcvd.code in FATAL_CLOSE_CODES:
             raise AgentStopped(f"the control plane closed the connection for good: {rcvd.reason or rcvd.code}")
         log.warning("disconnected from the control plane (%s)", rcvd.reason if rcvd and rcvd.reason else "link lost")
+
+    def _check_name(self, offered: str) -> None:
+        # Without --node-name, the first welcome's name holds for the life of the process.
+        expected = self.options.node_name or self.node_name
+        if expected is not None and offered != expected:
+            reason = (f"the control plane says this is node {offered!r}, but this agent is node {expected!r}"
+                      f"{' (--node-name)' if self.options.node_name else ' (its first welcome)'}; refusing to "
+                      "act as another node. If the node was renamed, run squads agent install again")
+            log.error("%s", reason)
+            raise AgentStopped(reason)
 
     @staticmethod
     async def _send_all(ws: ClientConnection, outbox: asyncio.Queue[str | bytes]) -> None:
@@ -363,11 +388,18 @@ class Agent:
                 loop.call_soon_threadsafe(put, pack_chunk(frame.id, stream, data[at : at + MAX_CHUNK]))
 
         argv = decision.exec_argv()
+        # The context carries the decision's path arguments: the executor opens them without links.
+        context = RunContext(decision=decision, request_id=frame.id, approved_by=frame.approved_by)
         try:
             result: ExecResult = await loop.run_in_executor(self._pool, partial(
                 self.executor.run, argv, timeout=min(frame.timeout_s, self.options.max_timeout_s),
                 max_output=min(frame.max_output, self.options.max_output), on_output=sink, cancel=running.cancel,
+                context=context,
             ))
+        except PathRefused as exc:  # a link or a missing path: nothing ran, so it is a refusal
+            log.warning("request %s refused: %s", frame.id, exc)
+            put(Refused(id=frame.id, verdict="deny", rule="path:open", reason=clip(str(exc))).model_dump_json())
+            return
         except Exception as exc:  # noqa: BLE001 - the request must end with an answer, never silently
             log.exception("request %s: the executor failed", frame.id)
             message = f"the agent could not run it: {exc}".encode()[:MAX_CHUNK]
@@ -388,10 +420,3 @@ class Agent:
             # The session that asked is gone; a reconnected one must not get it (the caller was told it was lost).
             log.warning("request %s ended after its connection dropped; its result (exit %s) was not delivered",
                         frame.id, result.exit_code)
-        # The context carries the decision's path arguments: the executor opens them without links.
-        context = RunContext(decision=decision, request_id=frame.id, approved_by=frame.approved_by)
-                context=context,
-        except PathRefused as exc:  # a link or a missing path: nothing ran, so it is a refusal
-            log.warning("request %s refused: %s", frame.id, exc)
-            put(Refused(id=frame.id, verdict="deny", rule="path:open", reason=clip(str(exc))).model_dump_json())
-            return

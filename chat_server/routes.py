@@ -62,7 +62,8 @@ class IssuedOut(BaseModel):
 
 def issued_out(issued: IssuedToken, context: AppContext) -> IssuedOut:
     """The credentials with the one-line install command (for the API and the node pages)."""
-    command = install_command(server=context.settings.public_url, node_id=issued.node_id, token=issued.token)
+    command = install_command(server=context.settings.public_url, node_id=issued.node_id, node_name=issued.name,
+                              token=issued.token)
     return IssuedOut(node_id=issued.node_id, name=issued.name, token=issued.token, install_command=command)
 
 

@@ -40,7 +40,7 @@ def _labels(values: list[str]) -> dict[str, str]:
 
 
 def _issued(token: IssuedToken, *, as_json: bool, server: str) -> None:
-    command = install_command(server=server, node_id=token.node_id, token=token.token)
+    command = install_command(server=server, node_id=token.node_id, node_name=token.name, token=token.token)
     if as_json:
         typer.echo(json.dumps({"node_id": token.node_id, "name": token.name, "token": token.token,
                                "install_command": command}))

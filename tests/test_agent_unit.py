@@ -331,9 +331,10 @@ def test_load_site_programs_reads_a_folder(tmp_path: Path) -> None:
 
 # -- install -----------------------------------------------------------------------------------
 def test_unit_text() -> None:
-    unit = unit_text(server="https://cp.example:8700", node_id="abc", executable="/opt/squads/bin/squads")
+    unit = unit_text(server="https://cp.example:8700", node_id="abc", node_name="web-7",
+                     executable="/opt/squads/bin/squads")
     lines = unit.splitlines()
-    assert ("ExecStart=/opt/squads/bin/squads agent --server https://cp.example:8700 --node-id abc "
+    assert ("ExecStart=/opt/squads/bin/squads agent --server https://cp.example:8700 --node-id abc --node-name web-7 "
             "--token-file %d/node-token") in lines
     for line in ("DynamicUser=yes", "LoadCredential=node-token:/etc/squads/node-token", "RestartPreventExitStatus=78",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=on-failure"):
@@ -341,11 +342,12 @@ def test_unit_text() -> None:
     assert not any(line.startswith("User=") for line in lines)
     assert str(EXIT_CONFIG) == "78"
 
-    named = unit_text(server="https://cp.example", node_id="abc", executable="/usr/bin/squads", user="squads",
+    named = unit_text(server="https://cp.example", node_id="abc", node_name="n1", executable="/usr/bin/squads",
+                      user="squads",
                       policy=Path("/etc/squads/policy.yaml"), ca_file=Path("/etc/squads/ca.pem"))
     assert "User=squads" in named.splitlines() and "DynamicUser=yes" not in named
     assert "--policy /etc/squads/policy.yaml --ca-file /etc/squads/ca.pem" in named
-    loopback = unit_text(server="http://127.0.0.1:8700", node_id="abc", executable="/usr/bin/squads")
+    loopback = unit_text(server="http://127.0.0.1:8700", node_id="abc", node_name="n1", executable="/usr/bin/squads")
     assert "--server http://127.0.0.1:8700" in loopback
 
 
@@ -355,26 +357,29 @@ def test_unit_text() -> None:
     ("node_id", "abc def"), ("node_id", "abc%n"), ("node_id", "$(id)"), ("node_id", "a\nExecStartPre=/bin/sh"),
     ("executable", "/opt/my squads/squads"), ("executable", "/opt/%h/squads"), ("user", "squads user"),
     ("user", "$USER"), ("policy", "/etc/squads/my policy.yaml"), ("ca_file", "/etc/squads/ca%.pem"),
+    ("node_name", "web 7"), ("node_name", "Web-7"), ("node_name", "%H"), ("node_name", "$(id)"), ("node_name", ""),
 ])
 def test_unit_text_refuses_values_systemd_would_interpret(field_name: str, value: str) -> None:
-    kwargs: dict[str, Any] = {"server": "https://cp.example", "node_id": "abc", "executable": "/usr/bin/squads"}
+    kwargs: dict[str, Any] = {"server": "https://cp.example", "node_id": "abc", "node_name": "n1",
+                              "executable": "/usr/bin/squads"}
     kwargs[field_name] = Path(value) if field_name in ("policy", "ca_file") else value
-    with pytest.raises(AgentConfigError, match=r"only letters, digits and"):
+    message = r"give the name the node was registered under" if field_name == "node_name" else r"only letters, digits"
+    with pytest.raises(AgentConfigError, match=message):
         unit_text(**kwargs)
 
 
 def test_unit_text_refuses_plain_http_off_loopback() -> None:
     with pytest.raises(AgentConfigError, match=r"plain http is only allowed on loopback; use https://"):
-        unit_text(server="http://cp.example:8700", node_id="abc", executable="/usr/bin/squads")
+        unit_text(server="http://cp.example:8700", node_id="abc", node_name="n1", executable="/usr/bin/squads")
 
 
 @pytest.mark.parametrize("token", ["sqn_abc", "sqn_a'b", "sqn_$(rm -rf /)", "sqn_a b;c|d`e`", 'sqn_"\\'])
 def test_install_command_quotes_the_token(token: str) -> None:
-    command = install_command(server="https://cp.example:8700", node_id="abc", token=token)
+    command = install_command(server="https://cp.example:8700", node_id="abc", node_name="web-7", token=token)
     words = shlex.split(command)
     assert words[:3] == ["printf", "%s", token]
     assert words[3:] == ["|", "sudo", "squads", "agent", "install", "--server", "https://cp.example:8700",
-                         "--node-id", "abc", "--token-stdin", "--enable"]
+                         "--node-id", "abc", "--node-name", "web-7", "--token-stdin", "--enable"]
     assert "--token-stdin" in command and "--token-file" not in command
 
 
@@ -395,14 +400,15 @@ def invoke(args: list[str], input: str | None = None) -> Any:
 
 def test_cli_install_with_root_and_token_stdin(tmp_path: Path) -> None:
     result = invoke(["agent", "install", "--root", str(tmp_path), "--server", "https://cp.example:8700",
-                     "--node-id", "abc", "--token-stdin"], input="sqn_x\n")
+                     "--node-id", "abc", "--node-name", "web-7", "--token-stdin"], input="sqn_x\n")
     assert result.exit_code == 0, result.output
     token_file = tmp_path / TOKEN_PATH.relative_to("/")
     unit_file = tmp_path / "etc/systemd/system/squads-agent.service"
     assert token_file.read_text() == "sqn_x\n" and token_file.stat().st_mode & 0o777 == 0o600
     assert read_token(token_file) == "sqn_x"
     unit = unit_file.read_text()
-    assert f"ExecStart={SQUADS} agent --server https://cp.example:8700 --node-id abc --token-file %d/node-token" in unit
+    assert (f"ExecStart={SQUADS} agent --server https://cp.example:8700 --node-id abc --node-name web-7 "
+            "--token-file %d/node-token") in unit
     assert "LoadCredential=node-token:/etc/squads/node-token" in unit  # the path on the node, not under --root
     assert f"wrote {token_file} (mode 600) and {unit_file}" in result.output
     assert "sqn_x" not in result.output
@@ -412,7 +418,8 @@ def test_cli_install_from_a_token_file_with_a_policy(tmp_path: Path) -> None:
     token = write(tmp_path / "token", "sqn_fromfile\n")
     policy = write(tmp_path / "policy.yaml", "defaults: shipped\n")
     result = invoke(["agent", "install", "--root", str(tmp_path / "root"), "--server", "https://cp.example",
-                     "--node-id", "abc", "--token-file", str(token), "--policy", str(policy), "--user", "squads"])
+                     "--node-id", "abc", "--node-name", "n1", "--token-file", str(token), "--policy", str(policy),
+                     "--user", "squads"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "root/etc/squads/node-token").read_text() == "sqn_fromfile\n"
     unit = (tmp_path / "root/etc/systemd/system/squads-agent.service").read_text()
@@ -421,9 +428,10 @@ def test_cli_install_from_a_token_file_with_a_policy(tmp_path: Path) -> None:
 
 def test_cli_install_print_command_writes_nothing(tmp_path: Path) -> None:
     result = invoke(["agent", "install", "--root", str(tmp_path), "--server", "https://cp.example:8700",
-                     "--node-id", "abc", "--token-stdin", "--print-command"], input="sqn_it's\n")
+                     "--node-id", "abc", "--node-name", "n1", "--token-stdin", "--print-command"], input="sqn_it's\n")
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == install_command(server="https://cp.example:8700", node_id="abc", token="sqn_it's")
+    assert result.output.strip() == install_command(server="https://cp.example:8700", node_id="abc", node_name="n1",
+                                                    token="sqn_it's")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -436,11 +444,14 @@ def test_cli_install_print_command_writes_nothing(tmp_path: Path) -> None:
      "exactly one of --token-stdin or --token-file"),
     (["--server", "https://cp.example", "--token-stdin", "--user", "a b"], "sqn_x\n", "only letters, digits"),
     (["--server", "https://cp.example", "--token-stdin", "--policy", "POLICY"], "sqn_x\n", "Extra inputs"),
+    (["--server", "https://cp.example", "--token-stdin", "--node-name", "Web 7"], "sqn_x\n",
+     "give the name the node was registered under"),
 ])
 def test_cli_install_refuses(tmp_path: Path, extra: list[str], input: str | None, message: str) -> None:
     write(tmp_path / "bad-policy.yaml", "sudo: yes\n")
     extra = [str(tmp_path / "bad-policy.yaml") if a == "POLICY" else a for a in extra]
     root = tmp_path / "root"
+    extra = extra if "--node-name" in extra else [*extra, "--node-name", "n1"]
     result = invoke(["agent", "install", "--root", str(root), "--node-id", "abc", *extra], input=input)
     assert result.exit_code == EXIT_CONFIG, result.output
     assert message in result.output
@@ -458,7 +469,7 @@ def test_cli_install_refuses_a_token_the_agent_would_refuse(tmp_path: Path, toke
     (e.g. ``check_token(text, where)``) and call it for the stdin token as well."""
     root = tmp_path / "root"
     result = invoke(["agent", "install", "--root", str(root), "--server", "https://cp.example", "--node-id", "abc",
-                     "--token-stdin"], input=token + "\n")
+                     "--node-name", "n1", "--token-stdin"], input=token + "\n")
     written = root / "etc/squads/node-token"
     if written.exists():  # show that the agent itself refuses what was written
         with pytest.raises(AgentConfigError, match="does not hold a node token"):
@@ -470,7 +481,7 @@ def test_cli_install_refuses_a_token_the_agent_would_refuse(tmp_path: Path, toke
 def test_cli_install_refuses_a_readable_token_file(tmp_path: Path) -> None:
     token = write(tmp_path / "token", "sqn_x\n", 0o644)
     result = invoke(["agent", "install", "--root", str(tmp_path / "root"), "--server", "https://cp.example",
-                     "--node-id", "abc", "--token-file", str(token)])
+                     "--node-id", "abc", "--node-name", "n1", "--token-file", str(token)])
     assert result.exit_code == EXIT_CONFIG and f"chmod 600 {token}" in result.output
 
 
@@ -1013,6 +1024,74 @@ def test_fatal_close_codes_stop_the_agent(code: int, reason: str) -> None:
             await asyncio.sleep(0.1)
             assert len(cp.upgrades) == 1
     scenario(body)
+
+
+# -- the agent's own name (issue 10 §6) -----------------------------------------------------------
+def test_a_welcome_naming_another_node_is_refused() -> None:
+    async def body() -> None:
+        executor = CountingExecutor()
+        cp = FakeControlPlane()  # welcomes the agent as node n1
+        async with cp.serving(), running_agent(cp.url, node_name="web-1", executor=executor) as (agent, task):
+            await cp.next_link()
+            with pytest.raises(AgentStopped, match=r"says this is node 'n1', but this agent is node 'web-1' "
+                                                   r"\(--node-name\); refusing to act as another node"):
+                await asyncio.wait_for(task, 5)
+            await asyncio.sleep(0.2)  # a retry would have come within the 0.05 s backoff cap
+            assert len(cp.upgrades) == 1 and not agent.connected.is_set() and agent.node_name is None
+            assert executor.calls == []
+    scenario(body)
+
+
+def test_a_welcome_with_the_configured_name_is_served() -> None:
+    async def body() -> None:
+        cp = FakeControlPlane()
+        async with cp.serving(), running_agent(cp.url, node_name="n1") as (agent, _task):
+            link = await cp.next_link()
+            await asyncio.wait_for(agent.connected.wait(), 5)
+            _, _, done = await link.run(run_frame(["df", "-h"]))
+            assert isinstance(done, Result) and done.exit_code == 0 and agent.node_name == "n1"
+    scenario(body)
+
+
+def test_without_a_configured_name_the_first_welcome_holds_for_the_process() -> None:
+    async def body() -> None:
+        cp = FakeControlPlane()
+        async with cp.serving(), running_agent(cp.url) as (agent, task):
+            link = await cp.next_link()
+            await asyncio.wait_for(agent.connected.wait(), 5)
+            cp.first_frame = WELCOME.replace('"n1"', '"db-1"')
+            await link.ws.close(1001, "control plane restarting")  # it comes back claiming another name
+            with pytest.raises(AgentStopped, match=r"says this is node 'db-1', but this agent is node 'n1' "
+                                                   r"\(its first welcome\)"):
+                await asyncio.wait_for(task, 5)
+            assert len(cp.upgrades) == 2
+    scenario(body)
+
+
+def test_the_agent_process_exits_78_on_a_welcome_for_another_node(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", TOKEN + "\n")
+
+    async def body() -> None:
+        async with FakeControlPlane().serving() as cp:
+            server = cp.url.removesuffix(AGENT_PATH).replace("ws://", "http://")
+            process = await asyncio.create_subprocess_exec(
+                SQUADS, "agent", "--server", server, "--node-id", NODE_ID, "--node-name", "web-1",
+                "--token-file", str(token), stderr=asyncio.subprocess.PIPE)
+            _, stderr = await asyncio.wait_for(process.communicate(), 20)
+            assert process.returncode == EXIT_CONFIG, stderr.decode()
+            assert "says this is node 'n1', but this agent is node 'web-1'" in stderr.decode()
+    scenario(body)
+
+
+def test_cli_agent_refuses_a_node_name_that_cannot_be_one(tmp_path: Path) -> None:
+    token = write(tmp_path / "token", TOKEN + "\n")
+    result = invoke(["agent", "--server", "http://127.0.0.1:1", "--node-id", NODE_ID, "--node-name", "Web 7",
+                     "--token-file", str(token)])
+    assert result.exit_code == EXIT_CONFIG and "give the name the node was registered under" in result.output
+    missing = invoke(["agent", "install", "--server", "https://cp.example", "--node-id", "abc", "--token-stdin",
+                      "--root", str(tmp_path / "root")], input="sqn_x\n")
+    assert missing.exit_code == 2 and "--node-name" in missing.output
+    assert not (tmp_path / "root").exists()
 
 
 def test_other_close_codes_reconnect() -> None:
