@@ -31,6 +31,7 @@ class RecordKind(StrEnum):
     USER_ADMIN = "user_admin"  # a user created, their role changed, disabled, or their password reset
     SIGN_IN = "sign_in"  # a sign-in, successful or not, and sign-outs
     GRANT_ADMIN = "grant_admin"  # a stored grant created, replaced or disabled
+    CHAIN_KEYED = "chain_keyed"  # the first keyed record: its MAC vouches for the unkeyed records before it
 
 
 class AuditRecord(Base):
@@ -61,9 +62,12 @@ class AuditRecord(Base):
     details: Mapped[str | None] = mapped_column(Text)  # JSON object
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC-SHA256 of the same canonical bytes under the audit key (audit/keys.py); NULL only on
+    # records written before the chain was keyed.
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
-# Every column but ``hash`` goes into the hash, in this order-independent set.
+# Every column but ``hash`` and ``mac`` goes into the hash (and the MAC), in this order-independent set.
 HASHED_FIELDS: tuple[str, ...] = tuple(
-    c.name for c in AuditRecord.__table__.columns if c.name != "hash"
+    c.name for c in AuditRecord.__table__.columns if c.name not in ("hash", "mac")
 )

@@ -3,7 +3,9 @@
 Each record stores the SHA-256 of the previous record (``prev_hash``) and of
 its own canonical JSON form (``hash``), and ``seq`` is assigned explicitly as
 head + 1, so an altered, removed or inserted record breaks the chain at a
-place :func:`verify` can name. Writes take the chain head under a lock
+place :func:`verify` can name. ``mac`` is an HMAC of the same bytes under the
+audit key (:mod:`audit.keys`), which the database never holds, so a rewrite
+rehashed by someone without the key is caught too. Writes take the chain head under a lock
 (``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so
 concurrent writers never fork it.
 """
@@ -21,7 +23,11 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 from sqlalchemy import Connection, Table, and_, exists, insert, or_, select, text
 from sqlalchemy.orm import Session, aliased, defer, make_transient_to_detached, sessionmaker
 
+from audit import keys
+from audit.keys import canonical_json
 from audit.models import GENESIS_HASH, HASHED_FIELDS, AuditRecord, RecordKind
+# verify lives in audit.verify; callers keep importing it from here.
+from audit.verify import RECORD_PURPOSE, Anchor, VerifyReport, verify  # noqa: F401
 from transcripts.redact import redact
 
 if TYPE_CHECKING:
@@ -33,7 +39,6 @@ if TYPE_CHECKING:
 _PG_APPEND_LOCK = 0x5A_0AD5_A0D1_7106
 _NUL_SIGN = "\u2400"  # ␀: PostgreSQL text cannot hold NUL
 _TABLE: Table = AuditRecord.__table__  # type: ignore[assignment]
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _TEXT_FIELDS = (
     "actor", "squad", "agent", "node", "decision", "rule", "reason",
     "conversation_id", "incident_id", "output_sha256", "stdout", "stderr",
@@ -48,14 +53,14 @@ _CLOSING_KINDS = (RecordKind.EXECUTION_FINISHED.value, RecordKind.EXECUTION_INTE
 _INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
 
 
-def canonical_json(obj: Any) -> bytes:
-    """The one byte form that is hashed: sorted keys, no spaces, UTF-8."""
-    return _CANONICAL.encode(obj).encode("utf-8")
-
-
 def record_hash(fields: Mapping[str, Any]) -> str:
     """SHA-256 (hex) over the canonical JSON of a record's hashed fields."""
     return hashlib.sha256(canonical_json({name: fields[name] for name in HASHED_FIELDS})).hexdigest()
+
+
+def record_mac(key: bytes, fields: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 (hex) under the audit key over the same canonical bytes as :func:`record_hash`."""
+    return keys.mac(key, RECORD_PURPOSE, canonical_json({name: fields[name] for name in HASHED_FIELDS}))
 
 
 def _clean(value: str) -> str:
@@ -67,6 +72,11 @@ def _clean(value: str) -> str:
     except UnicodeEncodeError:
         value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return value
+
+
+def stored_text(value: str) -> str:
+    """``value`` as the log stores text: NUL shown as ␀, undecodable characters as U+FFFD."""
+    return _clean(value)
 
 
 def _clean_json(value: Any) -> Any:
@@ -117,6 +127,11 @@ def _locked_head(session: Session, conn: Connection) -> tuple[int, str]:
 def head(session: Session | Connection) -> tuple[int, str]:
     """The last record's ``(seq, hash)``; ``(0, GENESIS_HASH)`` when the log is empty."""
     return _head(session.connection() if isinstance(session, Session) else session)
+
+
+def _session_key(session: Session) -> bytes:
+    key = session.info.get(keys.SESSION_KEY)
+    return key if isinstance(key, bytes) else keys.process_key()
 
 
 def append(
@@ -172,7 +187,9 @@ def append(
     conn = session.connection()
     seq, prev_hash = _locked_head(session, conn)
     values.update(seq=seq + 1, ts=_now(), prev_hash=prev_hash)
-    values["hash"] = record_hash(values)
+    canonical = canonical_json({name: values[name] for name in HASHED_FIELDS})
+    values["hash"] = hashlib.sha256(canonical).hexdigest()
+    values["mac"] = keys.mac(_session_key(session), RECORD_PURPOSE, canonical)
     # A Core insert skips the unit of work; the record is then attached as if
     # loaded, so callers get an ordinary persistent AuditRecord.
     conn.execute(_INSERT, values)
@@ -435,22 +452,6 @@ def execution_state(session: Session, seq: int) -> Literal["running", "finished"
     return "interrupted" if kinds else "running"
 
 
-@dataclass(frozen=True)
-class VerifyReport:
-    """The outcome of :func:`verify`.
-
-    ``head_seq``/``head_hash`` are the last record verified intact (the real
-    head when ``ok``); ``problem`` is a sentence for a person, None when ok.
-    """
-
-    ok: bool
-    records_checked: int
-    head_seq: int
-    head_hash: str
-    first_broken_seq: int | None = None
-    problem: str | None = None
-
-
 def _stream(source: Session | Connection, stmt: Any, batch: int) -> Iterable[Any]:
     # yield_per streams (a server-side cursor on PostgreSQL) instead of
     # materialising the whole log.
@@ -459,50 +460,6 @@ def _stream(source: Session | Connection, stmt: Any, batch: int) -> Iterable[Any
         yield from result
     finally:
         result.close()
-
-
-def _walk(rows: Iterable[Any], expect_head: str | None) -> VerifyReport:
-    names = HASHED_FIELDS
-    i_seq, i_prev = names.index("seq"), names.index("prev_hash")
-    checked, last_seq, last_hash = 0, 0, GENESIS_HASH
-    expected_seen = expect_head is None or expect_head == GENESIS_HASH
-
-    def broken(seq: int, problem: str) -> VerifyReport:
-        return VerifyReport(False, checked, last_seq, last_hash, seq, problem)
-
-    for row in rows:
-        seq = row[i_seq]
-        if seq != last_seq + 1:
-            missing = f"record {last_seq + 1} is" if seq == last_seq + 2 else f"records {last_seq + 1}-{seq - 1} are"
-            where = f"seq jumps from {last_seq} to {seq}" if last_seq else f"the log starts at seq {seq}"
-            return broken(last_seq + 1, f"{missing} missing ({where})")
-        stored = row[-1]
-        if hashlib.sha256(canonical_json(dict(zip(names, row, strict=False)))).hexdigest() != stored:
-            return broken(seq, f"record {seq}: stored hash does not match its contents (altered after it was written)")
-        if row[i_prev] != last_hash:
-            before = f"record {last_seq}'s hash" if last_seq else "the genesis hash"
-            return broken(seq, f"record {seq}: prev_hash does not match {before}")
-        checked, last_seq, last_hash = checked + 1, seq, stored
-        expected_seen = expected_seen or stored == expect_head
-    if not expected_seen:
-        return broken(
-            last_seq + 1,
-            f"head is {last_hash} (record {last_seq}) but expected {expect_head}, which is nowhere in the chain "
-            "(records were removed from the end or the log was replaced)",
-        )
-    return VerifyReport(True, checked, last_seq, last_hash)
-
-
-def verify(session_or_conn: Session | Connection, *, expect_head: str | None = None, batch: int = 2000) -> VerifyReport:
-    """Recompute the whole chain and name the first broken record.
-
-    ``expect_head`` is a hash anchored elsewhere (``squads audit head``); it
-    must be the head or appear in the chain, since the log may have grown
-    since it was taken. Without it, removal of the newest records cannot be
-    detected.
-    """
-    cols = [_TABLE.c[name] for name in HASHED_FIELDS] + [_TABLE.c.hash]
-    return _walk(_stream(session_or_conn, select(*cols).order_by(_TABLE.c.seq), batch), expect_head)
 
 
 def record_as_dict(record: Any) -> dict[str, Any]:

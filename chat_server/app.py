@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -13,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from chat_server import agent_link, commands, pages_chat, pages_nodes, pages_records, pages_squads, signin
 from chat_server.principals import NotSignedIn, PasswordChangeRequired, Viewer
+from audit.anchor import checkpoint_loop
 from chat_server.routes import router
 from nodes.hub import Hub
 from squads.context import AppContext
@@ -71,9 +73,15 @@ def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         logging.getLogger("uvicorn.error").addFilter(_denials_are_not_errors)
         await hub.start()
+        # Signed head checkpoints at start, on a timer and at shutdown (docs/audit.md).
+        anchoring = asyncio.create_task(
+            checkpoint_loop(context.write_checkpoint, interval_s=context.settings.audit_checkpoint_s))
         try:
             yield
         finally:
+            anchoring.cancel()
+            with suppress(asyncio.CancelledError):
+                await anchoring
             await hub.stop()
 
     # The interactive docs would load scripts from a CDN and be open to anyone: off. The

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     agent_heartbeat_s: float = Field(default=20.0, gt=0, description="How often agents say they are alive.")
     approval_ttl_s: float = Field(default=3600.0, gt=0, description="How long a held command may wait for approval.")
     lab: bool = Field(default=False, description="Add the bundled simulated lab nodes (squads demo turns it on).")
+    # The audit chain's key (docs/audit.md): kept out of the database so that writing the database is not enough
+    # to rewrite the log. SQUADS_AUDIT_KEY (hex or base64, >= 32 bytes) wins over the key file.
+    audit_key: SecretStr | None = Field(default=None, description="The audit key itself, hex or base64.")
+    audit_key_file: Path | None = Field(default=None, description="The audit key file (default data_dir/audit.key).")
+    audit_checkpoint_s: float = Field(default=300.0, gt=0, description="How often squads serve writes a checkpoint.")
+    audit_checkpoint_file: Path | None = Field(
+        default=None, description="Where signed head checkpoints are appended (default data_dir/audit-checkpoints.jsonl)."
+    )
+    audit_checkpoint_syslog: bool = Field(default=False, description="Also send each checkpoint to syslog.")
     # Sign-in throttling (users/ratelimit.py explains the three counters and their numbers).
     signin_window_s: float = Field(default=900.0, gt=0, description="The window sign-in attempts are counted in.")
     signin_limit_account_address: int = Field(default=5, ge=1, description="Attempts per account from one address.")
@@ -78,6 +87,14 @@ class Settings(BaseSettings):
     @property
     def effective_config_dir(self) -> Path:
         return self.config_dir or (self.data_dir / "config")
+
+    @property
+    def effective_audit_key_file(self) -> Path:
+        return self.audit_key_file or (self.data_dir / "audit.key")
+
+    @property
+    def effective_audit_checkpoint_file(self) -> Path:
+        return self.audit_checkpoint_file or (self.data_dir / "audit-checkpoints.jsonl")
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,8 @@ from permissions.programs import ProgramSpec, load_programs, load_site_programs
 from permissions.service import build_engine, load_site_grants, stored_grants
 from squads.models import SquadSpec
 from squads.service import default_grants, load_squads
+from audit.anchor import write_checkpoint
+from audit.keys import settings_key
 from audit.service import sweep_interrupted
 from storage.db import session_scope
 from storage.service import Database, open_database
@@ -53,12 +55,19 @@ class AppContext:
 
     @cached_property
     def db(self) -> Database:
-        database = open_database(url=self.settings.effective_database_url)
+        database = open_database(url=self.settings.effective_database_url, audit_key=settings_key(self.settings))
         # An executor that died mid-command left a started record with no end:
         # make that visible now rather than leave a silent gap.
         with session_scope(database.sessions) as session:
             sweep_interrupted(session)
         return database
+
+    def write_checkpoint(self) -> dict[str, object]:
+        """Append a signed checkpoint of the audit head to the configured file (and syslog)."""
+        return write_checkpoint(
+            self.db.sessions, key=settings_key(self.settings), path=self.settings.effective_audit_checkpoint_file,
+            to_syslog=self.settings.audit_checkpoint_syslog,
+        )
 
     @cached_property
     def programs(self) -> dict[str, ProgramSpec]:

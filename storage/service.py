@@ -7,9 +7,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit import keys
 from storage.db import make_engine, make_session_factory, normalise_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -24,11 +25,15 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration on ``engine``."""
+def upgrade(engine: Engine, *, audit_key: bytes | None = None) -> None:
+    """Apply every pending migration on ``engine``.
+
+    ``audit_key`` (default: this process's) is for the migration that keys the
+    audit chain: it seals the records written before with one keyed record."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        cfg.attributes[keys.SESSION_KEY] = audit_key or keys.process_key()
         command.upgrade(cfg, "head")
 
 
@@ -44,11 +49,30 @@ class Database:
     readers: sessionmaker[Session]
 
 
-def open_database(*, url: str, migrate: bool = True) -> Database:
-    """Connect to ``url`` and bring its schema to the latest migration."""
+def _carry_key(engine: Engine, key: bytes) -> None:
+    # Core connections (verify accepts one) find the key in connection.info, sessions in session.info.
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn, record) -> None:  # type: ignore[no-untyped-def]
+        record.info[keys.SESSION_KEY] = key
+
+
+def open_database(*, url: str, migrate: bool = True, audit_key: bytes | None = None) -> Database:
+    """Connect to ``url`` and bring its schema to the latest migration.
+
+    ``audit_key`` keys the audit chain (default: from this process's settings,
+    ``audit.keys``); every session and connection of the database carries it."""
+    key = audit_key or keys.process_key()
     engine = make_engine(url)
+    _carry_key(engine, key)
     if migrate:
-        upgrade(engine)
+        upgrade(engine, audit_key=key)
     sessions = make_session_factory(engine)
-    readers = make_session_factory(make_engine(url, readonly=True)) if engine.dialect.name == "sqlite" else sessions
+    sessions.configure(info={keys.SESSION_KEY: key})
+    if engine.dialect.name == "sqlite":
+        reader_engine = make_engine(url, readonly=True)
+        _carry_key(reader_engine, key)
+        readers = make_session_factory(reader_engine)
+        readers.configure(info={keys.SESSION_KEY: key})
+    else:
+        readers = sessions
     return Database(engine=engine, sessions=sessions, readers=readers)

@@ -14,6 +14,10 @@ from storage.service import Database, open_database
 
 # The machine's PostgreSQL (trust auth); `make test` starts it when it is down.
 PG_ADMIN_DSN = os.environ.get("SQUADS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# One audit key for the test process and the CLIs and servers it starts (which inherit the
+# environment), so no test writes a key file into the real data directory. Key files
+# themselves are tested in tests/test_audit_keys.py.
+os.environ.setdefault("SQUADS_AUDIT_KEY", "5e" * 32)
 
 
 @pytest.fixture(scope="session")

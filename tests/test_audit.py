@@ -153,7 +153,8 @@ def test_altered_record_is_named(db: Database, assignment: str) -> None:
     assert report.problem == "record 3: stored hash does not match its contents (altered after it was written)"
 
 
-def test_altered_and_rehashed_record_breaks_the_next_link(db: Database) -> None:
+def test_altered_and_rehashed_record_fails_its_mac(db: Database) -> None:
+    # Rehashing keeps the SHA-256 of record 3 right; without the audit key its MAC cannot follow.
     _fill(db, 5)
     _drop_guards(db)
     with db.sessions() as session:
@@ -162,8 +163,8 @@ def test_altered_and_rehashed_record_breaks_the_next_link(db: Database) -> None:
     forged = service.record_hash(fields)
     _sql(db, f"UPDATE audit_records SET argv = '{fields['argv']}', hash = '{forged}' WHERE seq = 3")
     report = _verify(db)
-    assert report.first_broken_seq == 4
-    assert report.problem == "record 4: prev_hash does not match record 3's hash"
+    assert (report.ok, report.first_broken_seq, report.head_seq) == (False, 3, 2)
+    assert report.problem is not None and report.problem.startswith("record 3: MAC does not match under this audit key")
 
 
 def test_deleted_middle_record_is_named(db: Database) -> None:

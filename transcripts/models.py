@@ -75,3 +75,7 @@ class EventRecord(Base):
     at: Mapped[str] = mapped_column(String(40))
     audit_seq: Mapped[int | None] = mapped_column(Integer)
     data: Mapped[str] = mapped_column(Text)
+    # The hash of the audit record at ``audit_seq``, and an HMAC of the whole event under the audit key
+    # (transcripts/integrity.py): an edit made behind the application's back shows in `squads audit verify`.
+    audit_hash: Mapped[str | None] = mapped_column(String(64))
+    mac: Mapped[str | None] = mapped_column(String(64))

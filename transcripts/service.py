@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from audit import keys
+from transcripts.integrity import audit_hash_of, event_mac
 from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
 from transcripts.redact import redact, redact_value
 
@@ -85,17 +87,18 @@ def append_event(
     ``seq`` may be given by a caller appending several events in one
     transaction (``last_seq`` + 1, + 2, ...); the unique (conversation, seq)
     constraint still refuses two writers racing for the same place. ``redacted`` says the caller
-    already redacted ``data`` (command output, redacted once on its way from the executor)."""
+    already redacted ``data`` (command output, redacted once on its way from the executor).
+    The event is tied to audit record ``audit_seq`` by its hash and MACed (transcripts/integrity.py)."""
     clean = data if redacted else redact_value(data)
     assert isinstance(clean, dict)
     position = seq if seq is not None else last_seq(session, conversation_id) + 1
     event = Event(kind=kind, turn=turn, seq=position, at=_now(), data=clean, audit_seq=audit_seq)
-    session.add(
-        EventRecord(
-            conversation_id=conversation_id, seq=event.seq, turn=turn, kind=kind.value,
-            at=event.at.isoformat(), audit_seq=audit_seq, data=json.dumps(clean, sort_keys=True),
-        )
-    )
+    stored = {
+        "conversation_id": conversation_id, "seq": event.seq, "turn": turn, "kind": kind.value,
+        "at": event.at.isoformat(), "audit_seq": audit_seq, "data": json.dumps(clean, sort_keys=True),
+        "audit_hash": audit_hash_of(session, audit_seq),
+    }  # fmt: skip
+    session.add(EventRecord(**stored, mac=event_mac(keys.session_key(session), **stored)))
     return event
 
 
