@@ -99,7 +99,24 @@ kbdinteractiveauthentication no
 authorizedkeysfile .ssh/authorized_keys .ssh/authorized_keys2
 """
 
+# Password hashes as the review found them in `tail -n 3 /etc/shadow` output, and others.
+YESCRYPT = "$y$j9T$Xd0.zmcGf8hCk1pF2U7sA1$WbQ0xJ3mBIRl2K0vYt5r9k4FqX7yZ8aB1cD2eF3gH4."
+SHA512 = "$6$rounds=5000$saltsalt$Jf8H2l0K3pQ9rT5vW7xY1zA3bC5dE7fG9hI1jK3lM5nO7pQ9rS1tU3vW5xY7zA9bC1dE3fG5hI7jK9lM1nO3p"
+BCRYPT = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
+ARGON2 = "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG"
+ENCRYPTED_KEY = (
+    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG9w0BBQwwHAQI\n"
+    "-----END ENCRYPTED PRIVATE KEY-----"
+)
+
 UNCHANGED = [
+    # shadow and passwd lines without a hash (locked, no password, shadowed)
+    "daemon:*:19700:0:99999:7:::\npostgres:!:19700::::::\neve:*LK*:19000:0:99999:7:::\nfrank:!!:19000::::::",
+    "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+    "sudo:x:27:alice,bob",
+    # ordinary dollars: shell, awk, prices, prompts
+    "price $5$ and awk '{print $1$2}' HOME=$HOME/bin $6 $y$ echo \"$1$foo\" PS1='\\u@\\h:\\w\\$ '",
+    "cost: $5.00, $6,000 and $2b per unit; regex ^[a-z]+$",
     "Nov 26 20:24:01 web-1 sshd[4242]: Failed password for root from 1.2.3.4 port 51234 ssh2",
     "Nov 26 20:24:02 web-1 sshd[4243]: Failed password for invalid user admin from 1.2.3.4 port 51235 ssh2",
     "passwordauthentication yes",
@@ -146,6 +163,23 @@ def assert_redacted(text: str, secret: str, kind: str) -> str:
         # private_key
         (f"$ cat id_rsa\n{PEM_KEY}\n$ echo done", PEM_KEY, "private_key"),
         (f"key:\n{OPENSSH_KEY}\ntrailer", OPENSSH_KEY, "private_key"),
+        (f"$ cat k.pem\n{ENCRYPTED_KEY}\n", ENCRYPTED_KEY, "private_key"),
+        # password_hash: shadow lines (the review's `tail -n 3 /etc/shadow`), passwd, htpasswd, LDAP, PHC
+        (f"root:{YESCRYPT}:19700:0:99999:7:::\n", YESCRYPT, "password_hash"),
+        (f"daemon:*:19700:0:99999:7:::\nalice:{SHA512}:19701:0:99999:7:::", SHA512, "password_hash"),
+        ("bob:$5$saltsalt$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ:1:0:99999:7:::",
+         "$5$saltsalt$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ", "password_hash"),
+        ("carol:!$1$saltsalt$qwertyuiopasdfghjklzxc:19000:0:99999:7:::", "!$1$saltsalt$qwertyuiopasdfghjklzxc",
+         "password_hash"),
+        ("dave:abJnggxhB/yWI:19000:0:99999:7:::", "abJnggxhB/yWI", "password_hash"),  # DES crypt
+        ("old:abJnggxhB/yWI:1001:1001:Old User,,,:/home/old:/bin/sh", "abJnggxhB/yWI", "password_hash"),
+        (f"web {BCRYPT} end", BCRYPT, "password_hash"),
+        (f"admin:{BCRYPT}\n", BCRYPT, "password_hash"),
+        ("admin:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/", "$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/", "password_hash"),
+        (f"hash: {ARGON2}", ARGON2, "password_hash"),
+        ("userPassword: {SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "password_hash"),
+        ("$7$CU..../....2PA/eT7hDi0Ez2Zk$Z8WZ7cj0yT8S1VcIZeqBQ0kxs4YySzBCfW5Kxe6E3nA:",
+         "$7$CU..../....2PA/eT7hDi0Ez2Zk$Z8WZ7cj0yT8S1VcIZeqBQ0kxs4YySzBCfW5Kxe6E3nA", "password_hash"),
         ("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
          "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----", "private_key"),
         ("$ head -c 80 key.pem\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
@@ -303,6 +337,7 @@ SECRET_SNIPPETS = [
     "PASSWORD: 'a b c'", "postgresql://app:pw@db:5432/x", "https://u:p@ss@h/", "api_key: k3y", "secret=",
     "-----BEGIN PRIVATE KEY-----", "bearer ", "password", ":", "=", "@", "'", '"', "\n", " ", "://",
     "-----END PRIVATE KEY-----", "name: DB_PASSWORD\n  value: x", "[REDACTED:", "]", "\\",
+    f"root:{YESCRYPT}:19700:0:99999:7:::", BCRYPT, "$6$", "$y$j9T$", ":19700:0:99999:7:::", "root:", "!",
 ]
 
 
@@ -399,6 +434,12 @@ ADVERSARIAL = {
     "url_no_at": "http://u:" + "p" * MB,
     "url_many_at": "http://u:" + "p@" * (MB // 2),
     "pem_begins": "-----BEGIN PRIVATE KEY-----" * (MB // 27),
+    "hash_dollars": "$" * MB,
+    "hash_ids": "$6$" * (MB // 3),
+    "hash_params": "$argon2id$" + "v=19$" * (MB // 5),
+    "hash_long": "$6$salt$" + "a" * MB,
+    "shadow_lines": "root:x:0:0:root:/root:/bin/bash\n" * (MB // 32),
+    "shadow_colons": "u:" + "h:" * (MB // 2),
     "pem_no_private": "-----BEGIN " + "A" * MB,
     "dashes": "-" * MB,
     "password_values": "password=x," * (MB // 11),

@@ -161,6 +161,25 @@ def test_a_planted_link_on_a_local_node_is_refused_and_nothing_of_it_is_audited(
     assert SECRET.split(":")[1] not in dump
 
 
+def test_hashes_and_keys_a_granted_file_shows_are_redacted_before_the_audit_log(tree: Path, db: Database) -> None:
+    logs = tree / "logs"
+    hashed = "$y$j9T$" + uuid.uuid4().hex + "$" + uuid.uuid4().hex
+    key_body = uuid.uuid4().hex
+    (logs / "leak.log").write_text(f"root:{hashed}:19700:0:99999:7:::\n-----BEGIN OPENSSH PRIVATE KEY-----\n"
+                                   f"{key_body}\n-----END OPENSSH PRIVATE KEY-----\nordinary line\n")
+    outcome = execute(sessions=db.sessions, engine=engine_for(logs), executor=LocalExecutor(),
+                      node=NodeContext.of("local"), agent=AGENT, argv=["tail", "-n", "5", str(logs / "leak.log")],
+                      actor="alice", squad="database", timeout=10, max_output=10_000)
+    assert outcome.result is not None and "ordinary line" in outcome.result.stdout
+    with db.sessions() as session:
+        finished = session.get(AuditRecord, outcome.finished_seq)
+        assert finished is not None
+        stored = (finished.stdout or "") + (finished.details or "")
+    assert "[REDACTED:password_hash]" in stored and "[REDACTED:private_key]" in stored
+    assert hashed not in stored and key_body not in stored
+    assert "opened without following links" in stored  # which file was read, in the record
+
+
 # -- the race -----------------------------------------------------------------------------------
 # Each state is held a moment (sleep) so that both are met often, whatever the machine's load.
 FLIPPER = """

@@ -31,6 +31,7 @@ __all__ = ["KINDS", "Redaction", "find_secrets", "redact", "redact_value"]
 
 KINDS: tuple[str, ...] = (
     "private_key",
+    "password_hash",
     "aws_access_key",
     "aws_secret_key",
     "gcp_key",
@@ -111,6 +112,18 @@ def _token_like(value: str) -> bool:
     return len(value) >= 20 or (len(value) >= 8 and any(c.isdigit() for c in value))
 
 
+def _hash_field(value: str) -> bool:
+    """A shadow/passwd password field that holds a hash, not a lock marker ('x', '*', '!', '!!', '*LK*')."""
+    return value.lstrip("!") not in ("", "x", "*") and not value.startswith("*")
+
+
+# crypt(3) ids (md5, bcrypt, sha256/512, scrypt, yescrypt, gost-yescrypt), Apache's apr1,
+# and the PHC/passlib ids (argon2, pbkdf2, scrypt).
+_HASH_ID = r"(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5|apr1|argon2(?:id|i|d)|pbkdf2(?:-sha(?:1|256|512))?|scrypt)"
+# A shadow line (name:hash:7 numeric-or-empty fields) or a passwd line with the hash still in it.
+_LOGIN = r"(?m)^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}+\$?:(?P<v>" + _NOT_MARKER + r"[^:\s]++)"
+
+
 def _not_scheme_word(value: str) -> bool:
     return value.lower() not in {"bearer", "basic", "token", "digest", "negotiate", "ntlm"}
 
@@ -143,6 +156,20 @@ _RULES: tuple[_Rule, ...] = (
         r"(?:.*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|.*+)",
         flags=re.DOTALL,
     ),
+    # Password hashes: `$id$[params$]salt$hash` (each part bounded and free of "$", so a run of
+    # "$" costs a bounded scan per start), LDAP `{SSHA}...`, and the password field of
+    # shadow- or passwd-shaped lines (DES crypt has no "$"), unless it is a lock marker.
+    _rule(
+        "password_hash",
+        r"(?<![A-Za-z0-9$./])\$" + _HASH_ID + r"\$(?:[A-Za-z0-9./+=,-]{1,64}+\$){1,4}+[A-Za-z0-9./+=]{16,}+",
+    ),
+    _rule(
+        "password_hash",
+        r"(?<![A-Za-z0-9])\{(?:SSHA|SSHA256|SSHA512|SHA|SHA256|SHA512|SMD5|MD5|CRYPT|PBKDF2[A-Z0-9-]{0,10})\}"
+        r"[A-Za-z0-9+/=$./]{8,}+",
+    ),
+    _rule("password_hash", _LOGIN + r"(?::[0-9]*+){7}[ \t\r]*+$", groups=("v",), validate=_hash_field),
+    _rule("password_hash", _LOGIN + r":[0-9]++:[0-9]++(?::[^:\n]*+){3}$", groups=("v",), validate=_hash_field),
     _rule("aws_access_key", r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
     _rule(
         "aws_secret_key",
