@@ -59,6 +59,10 @@ def token_matcher(token: str) -> Matcher:
             and value.endswith(suffix)
             and validator(value[len(prefix) : len(value) - cut])
         )
+    if "{" in token or "}" in token:
+        # '{re:a{1,5}}' would otherwise become a glob that matches something else.
+        raise ValueError(f"{token!r} is not one placeholder: a placeholder may not contain '{{' or '}}' "
+                         "(write re:a+ rather than re:a{1,5}), and a literal may not contain them either")
     if _GLOB_CHARS & set(token):
         return lambda value: fnmatchcase(value, token)
     return token.__eq__

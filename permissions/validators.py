@@ -132,7 +132,10 @@ def enum_of(values: tuple[str, ...]) -> Validator:
 
 def regex(pattern: str) -> Validator:
     """A full match of ``pattern`` (which decides about a leading '-' itself)."""
-    compiled = re.compile(pattern)
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"re:{pattern} is not a valid regular expression: {exc}") from None
     return Validator(
         "re:" + pattern,
         f"text matching {pattern}",
