@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+import users.models  # noqa: F401  (registers the users table that user_id refers to, for any importer)
 from storage.db import Base
 
 

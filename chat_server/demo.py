@@ -75,7 +75,7 @@ def _start_agent(url: str, node_id: str, token_file: Path, log_file: Path) -> su
     squads = Path(sys.executable).with_name("squads")
     with log_file.open("ab") as log:
         return subprocess.Popen([str(squads), "agent", "--server", url, "--node-id", node_id,
-                                 "--token-file", str(token_file)], stdout=log, stderr=log)
+                                 "--node-name", THIS_MACHINE, "--token-file", str(token_file)], stdout=log, stderr=log)
 
 
 def demo_command(

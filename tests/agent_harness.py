@@ -286,7 +286,7 @@ class AgentProcess:
         self.node = node
         self.log = plane.root / f"agent-{node.name}-{len(list(plane.root.glob(f'agent-{node.name}-*.log'))) + 1}.log"
         argv = [str(SQUADS), "agent", "--server", plane.url, "--node-id", node_id or node.node_id,
-                "--token-file", str(token_file or node.token_file), *args]
+                "--node-name", node.name, "--token-file", str(token_file or node.token_file), *args]
         if policy is not None:
             argv += ["--policy", str(write_yaml(plane.root / f"policy-{node.name}.yaml", policy))]
         self.seen_children: set[tuple[int, tuple[str, ...]]] = set()
