@@ -4,6 +4,8 @@ PostgreSQL on 127.0.0.1:5432 is expected (trust auth). When it is down, start
 the Debian cluster; when it is missing and we are root, install it first.
 nginx (/usr/sbin/nginx) must be installed; the tests start their own instances,
 so the system one is stopped again if installing the package started it.
+kubectl must be installed (Debian's kubernetes-client provides one): the
+differential test runs the real kubectl against a fake API server on loopback.
 Every command is an argv list; nothing goes through a shell.
 """
 
@@ -85,11 +87,23 @@ def ensure_chromium() -> None:
         sys.exit(f"installing chromium did not provide {CHROMIUM}")
 
 
+def ensure_kubectl() -> str:
+    """The real kubectl for tests/test_kubectl_differential.py (Debian's kubernetes-client when missing)."""
+    found = shutil.which("kubectl")
+    if found is None:
+        apt_install("kubernetes-client")
+        found = shutil.which("kubectl")
+    if found is None:
+        sys.exit("installing kubernetes-client did not provide kubectl")
+    return found
+
+
 def main() -> None:
     ensure_postgres()
     ensure_nginx()
     ensure_chromium()
-    print(f"services ready: postgresql 127.0.0.1:5432, nginx {NGINX}, chromium {CHROMIUM}")
+    kubectl = ensure_kubectl()
+    print(f"services ready: postgresql 127.0.0.1:5432, nginx {NGINX}, chromium {CHROMIUM}, kubectl {kubectl}")
 
 
 if __name__ == "__main__":
