@@ -24,12 +24,13 @@ def test_site_grant_refuses_every_attack(case: dict) -> None:
 
 def test_site_grant_still_allows_staging_reads() -> None:
     # The grant is not dead: ordinary reads in staging pass, -A and other namespaces do not.
-    engine = site_engine()
+    # An agent no shipped grant covers, so that only the site grant decides.
+    engine, agent = site_engine(), "k8s/site-only"
     ok = ["kubectl", "get", "po,svc", "-n", "staging", "-o", "yaml"]
-    assert engine.decide(agent="k8s/pod-diagnostics", node=LAB, argv=ok).verdict is Verdict.ALLOW
+    assert engine.decide(agent=agent, node=LAB, argv=ok).verdict is Verdict.ALLOW
     for argv in (["kubectl", "get", "configmaps", "-A"], ["kubectl", "get", "configmaps", "-n", "production"],
                  ["kubectl", "get", "configmaps"]):
-        d = engine.decide(agent="k8s/pod-diagnostics", node=LAB, argv=argv)
+        d = engine.decide(agent=agent, node=LAB, argv=argv)
         assert d.verdict is Verdict.DENY and "staging" in d.reason, argv
 
 
