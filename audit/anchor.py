@@ -112,20 +112,25 @@ def read_checkpoints(path: Path, *, key: bytes) -> Checkpoints:
     return Checkpoints(anchors, problems)
 
 
-async def checkpoint_loop(write: Callable[[], object], *, interval_s: float) -> None:
-    """Call ``write`` (in a thread) now and every ``interval_s`` seconds, and once more when cancelled.
+async def _write_once(write: Callable[[], object]) -> None:
+    try:
+        await asyncio.to_thread(write)
+    except Exception:
+        # Anchoring must not take the server down; the next tick tries again.
+        log.exception("could not write the audit checkpoint")
 
-    A failure is logged and retried at the next tick: anchoring must not take the server down."""
 
-    async def once() -> None:
-        try:
-            await asyncio.to_thread(write)
-        except Exception:
-            log.exception("could not write the audit checkpoint")
-
+async def _every(write: Callable[[], object], interval_s: float) -> None:
     try:
         while True:
-            await once()
             await asyncio.sleep(interval_s)
+            await _write_once(write)
     finally:
-        await asyncio.shield(once())
+        await asyncio.shield(_write_once(write))
+
+
+async def start_checkpoints(write: Callable[[], object], *, interval_s: float) -> asyncio.Task[None]:
+    """Call ``write`` (in a thread) now, before returning; then every ``interval_s`` seconds in the
+    returned task, and once more when that task is cancelled (at shutdown)."""
+    await _write_once(write)
+    return asyncio.create_task(_every(write, interval_s))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 SESSION_KEY = "audit_key"
 MIN_KEY_BYTES = 32
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_URLSAFE = str.maketrans("-_", "+/")
 _loaded: dict[tuple[str | None, str], bytes] = {}
 
 
@@ -49,12 +50,11 @@ def parse_key(text: str, *, source: str) -> bytes:
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        for decode in (base64.b64decode, base64.urlsafe_b64decode):
-            try:
-                key = decode(text.encode("ascii"), validate=True) if decode is base64.b64decode else decode(text)
-                break
-            except (binascii.Error, ValueError):
-                continue
+        try:
+            # Standard or URL-safe alphabet, strictly: a lenient decoder would skip junk characters.
+            key = base64.b64decode(text.translate(_URLSAFE).encode("ascii"), validate=True)
+        except (binascii.Error, ValueError):
+            key = None
     if key is None:
         raise AuditKeyError(f"{source} is neither hex nor base64; generate one with `openssl rand -hex 32`")
     if len(key) < MIN_KEY_BYTES:

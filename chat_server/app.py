@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from chat_server import agent_link, commands, pages_chat, pages_nodes, pages_records, pages_squads, signin
 from chat_server.principals import NotSignedIn, PasswordChangeRequired, Viewer
-from audit.anchor import checkpoint_loop
+from audit.anchor import start_checkpoints
 from chat_server.routes import router
 from nodes.hub import Hub
 from squads.context import AppContext
@@ -74,8 +74,7 @@ def create_app(context: AppContext, *, hub: Hub | None = None) -> FastAPI:
         logging.getLogger("uvicorn.error").addFilter(_denials_are_not_errors)
         await hub.start()
         # Signed head checkpoints at start, on a timer and at shutdown (docs/audit.md).
-        anchoring = asyncio.create_task(
-            checkpoint_loop(context.write_checkpoint, interval_s=context.settings.audit_checkpoint_s))
+        anchoring = await start_checkpoints(context.write_checkpoint, interval_s=context.settings.audit_checkpoint_s)
         try:
             yield
         finally:

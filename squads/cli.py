@@ -6,6 +6,7 @@ import typer
 
 from agent.cli import app as agent_app
 from audit.cli import app as audit_app
+from audit.keys import AuditKeyError
 from auth.cli import app as token_app
 from chat_server.cli import serve_command
 from chat_server.demo import demo_command
@@ -38,4 +39,9 @@ app.add_typer(user_app, name="user")
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except AuditKeyError as exc:
+        # A configuration problem, not a crash: say what is wrong and how to fix it, no traceback.
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(78) from None
