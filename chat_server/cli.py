@@ -26,6 +26,7 @@ def serve_command(
         typer.echo("error: give both --tls-cert and --tls-key, or neither (and terminate TLS in a proxy)", err=True)
         raise typer.Exit(2)
     context = load_context()
+    context.serving = True  # `local` is off unless SQUADS_LOCAL_NODE says otherwise
     announce_first_admin(context)
     app = create_app(context)
     uvicorn.run(app, host=host, port=port, log_level="info",

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from chat_server.deps import ContextDep, HubDep
 from chat_server.principals import Engineer
 from nodes.remote import RemoteExecutor
-from nodes.service import registered_configs
+from nodes.service import registered_configs, unknown_nodes_message
 from squads.context import local_executor
 from tools.execution import CommandOutcome, Target, execute_many
 from tools.executors.base import NotRun
@@ -86,7 +86,7 @@ def run_command(body: RunIn, caller: Engineer, context: ContextDep, hub: HubDep)
     unknown = sorted(set(body.nodes) - set(chosen))
     if unknown:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"unknown nodes: {', '.join(unknown)}; GET /api/nodes lists the registered ones")
+                            f"{unknown_nodes_message(unknown, chosen)}; GET /api/nodes lists the registered ones")
     if not chosen:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "name at least one node, or labels that some node carries")
     targets = [

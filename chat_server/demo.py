@@ -87,9 +87,9 @@ def demo_command(
     folder = base.data_dir / "demo"
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["SQUADS_LAB"] = "true"
-    settings = Settings(data_dir=folder, config_dir=base.config_dir or folder / "config", lab=True,
+    settings = Settings(data_dir=folder, config_dir=base.config_dir or folder / "config", lab=True, local_node="read-only",
                         public_url=f"http://{host}:{port}")
-    context = AppContext(settings=settings)
+    context = AppContext(settings=settings, serving=True)
     password = _admin_password(context)
     node_id, token_file = _this_machine_token(context, folder)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -100,6 +100,7 @@ def demo_command(
     typer.echo(
         f"\nSquads demo: open {url}/\n\n  sign in as   admin\n  password     {password}   (one-time: you choose"
         f" your own at first sign-in)\n\n  nodes        {THIS_MACHINE} (this machine, through a real agent, read-only)"
+        f"\n               local (the control plane's own host, read-only)"
         f"\n               {lab} (simulated lab)\n\n  Try the seed incident: Chat → k8s squad → k8s-cluster-east →"
         " \"My application pod is in a CrashLoopBackOff state. Can you check the logs?\"\n"
         f"  Data: {folder} · Stop with Ctrl-C.\n", err=True,

@@ -24,6 +24,7 @@ from chat_server.deps import ContextDep, HubDep, process_wide
 from chat_server.principals import Approver, Engineer, Principal, Viewer
 from chat_server.signin import render, templates
 from nodes.hub import Hub
+from nodes.service import unknown_nodes_message
 from squads.context import AppContext
 from squads.runtime import ApprovalError, Conversation, RuntimeConfig, approval_expired
 from storage.db import session_scope
@@ -205,7 +206,8 @@ def chat_start(
     config = _config(context, hub, nodes)
     unknown = sorted(set(nodes) - set(config.nodes))
     if not nodes or unknown:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"pick known nodes; unknown: {', '.join(unknown) or 'none picked'}")
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, unknown_nodes_message(unknown, config.nodes) if unknown
+                            else "pick at least one node")
     conversation = Conversation.start(config=config, squad=context.squads[squad], node=nodes[0], actor=caller.name)
     with session_scope(context.db.sessions) as session:
         state = transcripts.load_state(session, conversation.id)

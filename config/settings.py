@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, field_validator
@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     agent_heartbeat_s: float = Field(default=20.0, gt=0, description="How often agents say they are alive.")
     approval_ttl_s: float = Field(default=3600.0, gt=0, description="How long a held command may wait for approval.")
     lab: bool = Field(default=False, description="Add the bundled simulated lab nodes (squads demo turns it on).")
+    local_node: Literal["off", "read-only", "on"] | None = Field(
+        default=None,
+        description="The node 'local' (the control-plane host itself): off, read-only (allow rules only; nothing "
+        "that needs approval runs there) or on. Unset: off for squads serve, on for the command line.",
+    )
     # The audit chain's key (docs/audit.md): kept out of the database so that writing the database is not enough
     # to rewrite the log. SQUADS_AUDIT_KEY (hex or base64, >= 32 bytes) wins over the key file.
     audit_key: SecretStr | None = Field(default=None, description="The audit key itself, hex or base64.")

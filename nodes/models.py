@@ -15,6 +15,11 @@ from permissions.models import NodeContext
 from permissions.validators import normalise_path
 
 LOCAL_NODE = "local"
+# What a person who names `local` while it is off is told (squads serve turns it off by default).
+LOCAL_NODE_OFF = (
+    "node 'local' (the control-plane host itself) is off on this server; "
+    "set SQUADS_LOCAL_NODE=read-only (or on) and restart to use it"
+)
 # Variables that make a program load or run something else: never set for commands on a node.
 UNSAFE_ENV = frozenset(
     """PATH PAGER EDITOR VISUAL LESSOPEN LESSCLOSE BASH_ENV ENV SHELL PYTHONPATH PYTHONSTARTUP PERL5OPT PERL5LIB

@@ -20,16 +20,16 @@ from audit.models import RecordKind
 from auth.tokens import matches, new_secret, secret_hash
 from audit.service import append
 from config.yaml_loader import safe_load
-from nodes.models import LOCAL_NODE, NodeConfig, NodeRecord, node_config
+from nodes.models import LOCAL_NODE, LOCAL_NODE_OFF, NodeConfig, NodeRecord, node_config
 
 
 class NodeNotFound(LookupError):
     """No node has that name; the message lists the ones that exist."""
 
 
-def load_nodes(config_dir: Path) -> dict[str, NodeConfig]:
-    """Nodes from ``<config_dir>/nodes.yaml`` plus the built-in ``local`` node."""
-    nodes = {LOCAL_NODE: NodeConfig(name=LOCAL_NODE, labels={"squads.local": "true"})}
+def load_nodes(config_dir: Path, *, local: bool = True) -> dict[str, NodeConfig]:
+    """Nodes from ``<config_dir>/nodes.yaml`` plus the built-in ``local`` node unless ``local`` is off."""
+    nodes = {LOCAL_NODE: NodeConfig(name=LOCAL_NODE, labels={"squads.local": "true"})} if local else {}
     path = config_dir / "nodes.yaml"
     if not path.exists():
         return nodes
@@ -48,7 +48,16 @@ def get_node(nodes: dict[str, NodeConfig], name: str) -> NodeConfig:
     try:
         return nodes[name]
     except KeyError:
-        raise NodeNotFound(f"unknown node {name!r}; known nodes: {', '.join(sorted(nodes))}") from None
+        raise NodeNotFound(unknown_nodes_message([name], nodes)) from None
+
+
+def unknown_nodes_message(names: list[str], known: Iterable[str]) -> str:
+    """Why ``names`` cannot be used: the known nodes, or that ``local`` is turned off."""
+    if names == [LOCAL_NODE]:
+        return LOCAL_NODE_OFF
+    message = f"unknown node{'s' if len(names) > 1 else ''} {', '.join(map(repr, names))}; known nodes: "
+    message += ", ".join(sorted(known)) or "none"
+    return message + (f" ({LOCAL_NODE_OFF})" if LOCAL_NODE in names else "")
 
 
 # -- registered nodes (agents that connect out) -------------------------------------------

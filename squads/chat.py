@@ -18,6 +18,7 @@ from audit.service import display_lines
 from evals.models import ScenarioError, load_scenario
 from evals.runner import scenario_config
 from permissions.models import Verdict
+from nodes.models import LOCAL_NODE, LOCAL_NODE_OFF
 from squads.context import LAB, load_context
 from squads.models import SquadSpec
 from squads.runtime import Conversation, RuntimeConfig
@@ -114,7 +115,9 @@ def chat_command(
         console.print(f"[red]error:[/] choose a squad with --squad: {', '.join(sorted(squads))}")
         raise typer.Exit(2)
     if resume is None and (node is None or node not in config.nodes):
-        console.print(f"[red]error:[/] choose a node with --node: {', '.join(sorted(config.nodes))}")
+        known = ", ".join(sorted(config.nodes)) or "none"
+        why = LOCAL_NODE_OFF if node == LOCAL_NODE else f"choose a node with --node: {known}"
+        console.print(f"[red]error:[/] {escape(why)}")
         raise typer.Exit(2)
     if resume is not None:
         from transcripts.service import ConversationNotFound, get_conversation

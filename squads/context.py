@@ -7,13 +7,13 @@ from functools import cached_property
 from pathlib import Path
 
 from config.settings import Settings, get_settings
-from nodes.models import NodeConfig
+from nodes.models import LOCAL_NODE, NodeConfig
 from nodes.hub import Hub
 from nodes.remote import RemoteExecutor
 from nodes.service import load_nodes, registered_configs
 from sqlalchemy import select
 from permissions.engine import PolicyEngine
-from permissions.models import GrantRecord, GrantSpec
+from permissions.models import GrantRecord, GrantSpec, NodeSelector
 from permissions.programs import ProgramSpec, load_programs, load_site_programs
 from permissions.service import build_engine, load_site_grants, stored_grants
 from squads.models import SquadSpec
@@ -33,6 +33,19 @@ from tools.executors.local import LocalExecutor
 LAB = Path(__file__).with_name("lab")
 
 
+def read_only_local(grants: list[GrantSpec]) -> list[GrantSpec]:
+    """Deny grants that turn every approval rule of ``grants`` into a refusal on node ``local``.
+
+    Deny rules win over allow and approve, so on a read-only ``local`` what would be
+    held for approval is refused at decision time, with the setting named in the reason."""
+    return [
+        GrantSpec(name=f"SQUADS_LOCAL_NODE=read-only (covers {g.name})", agents=g.agents,
+                  nodes=NodeSelector(names=[LOCAL_NODE]), deny=list(g.approve),
+                  description="node local is read-only: nothing that needs approval runs on the control-plane host")
+        for g in grants if g.approve
+    ]
+
+
 def local_executor(node: NodeConfig) -> LocalExecutor:
     """The executor for a node this process runs commands on itself."""
     return LocalExecutor(env_passthrough=node.env_passthrough, extra_env=node.env)
@@ -43,15 +56,22 @@ class AppContext:
     """Settings, squads, nodes, grants and the database, loaded lazily."""
 
     settings: Settings
+    # squads serve sets it: there, `local` is off unless SQUADS_LOCAL_NODE turns it on.
+    serving: bool = False
     _engine_cache: tuple[object, PolicyEngine] | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def squads(self) -> dict[str, SquadSpec]:
         return load_squads([self.settings.effective_config_dir / "squads"])
 
+    @property
+    def local_node(self) -> str:
+        """``off``, ``read-only`` or ``on``: SQUADS_LOCAL_NODE, else off for a server and on for the command line."""
+        return self.settings.local_node or ("off" if self.serving else "on")
+
     @cached_property
     def nodes(self) -> dict[str, NodeConfig]:
-        return load_nodes(self.settings.effective_config_dir)
+        return load_nodes(self.settings.effective_config_dir, local=self.local_node != "off")
 
     @cached_property
     def db(self) -> Database:
@@ -87,9 +107,10 @@ class AppContext:
 
     def engine(self, *, with_site: bool = True) -> PolicyEngine:
         """The policy engine: shipped defaults, plus site grants unless told not to."""
-        return build_engine(
-            defaults=self.defaults, site=self.site_grants() if with_site else (), programs=self.programs
-        )
+        site = self.site_grants() if with_site else []
+        if self.local_node == "read-only":
+            site = [*site, *read_only_local(self.defaults + site)]
+        return build_engine(defaults=self.defaults, site=site, programs=self.programs)
 
     def current_engine(self) -> PolicyEngine:
         """The engine with site grants, rebuilt only when the stored grants or site files changed.

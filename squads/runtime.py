@@ -25,6 +25,7 @@ from brain.actions import Call, CallResult, Say, Turn
 from brain.explicit import explicit_command
 from brain.service import RunbookBrain, State
 from nodes.models import NodeConfig
+from nodes.service import unknown_nodes_message
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
@@ -90,7 +91,7 @@ class Conversation:
     def start(cls, *, config: RuntimeConfig, squad: SquadSpec, node: str, actor: str | None) -> Conversation:
         """A new conversation with ``squad`` on ``node``."""
         if node not in config.nodes:
-            raise KeyError(f"unknown node {node!r}; known nodes: {', '.join(sorted(config.nodes))}")
+            raise KeyError(unknown_nodes_message([node], config.nodes))
         with session_scope(config.sessions) as session:
             conversation_id = transcripts.create_conversation(session, squad=squad.name, node=node, actor=actor)
         return cls(config=config, squad=squad, conversation_id=conversation_id, actor=actor)
