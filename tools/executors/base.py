@@ -20,7 +20,8 @@ class ExecResult:
     ``exit_code`` is the process's code; a process killed by a signal gets
     ``-signal`` (as subprocess reports it). ``output_sha256`` is the SHA-256 of
     the raw bytes captured (stdout, a NUL byte, stderr) before decoding, so the
-    audit log can prove what the node sent even where text was replaced.
+    audit log can prove what the node sent even where text was replaced (the
+    local executor maps ``/dev/fd/N`` names back to paths before it hashes).
     """
 
     exit_code: int
