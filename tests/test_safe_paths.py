@@ -22,13 +22,17 @@ import pytest
 from sqlalchemy import select
 from websockets.protocol import State
 
+from typer.testing import CliRunner
+
 from agent.policy import load_policy
 from agent.protocol import Refused as RefusedFrame
 from agent.protocol import Result, Run
 from agent.service import Agent, AgentOptions
 from audit.models import AuditRecord
+from config.settings import get_settings
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, GrantSpec, NodeContext
+from squads.cli import app
 from storage.service import Database
 from tools.execution import execute
 from tools.executors.base import RunContext
@@ -289,3 +293,20 @@ def test_the_race_never_shows_the_secret_through_the_agent(tree: Path, flipper: 
         loop.close()
     assert leaks == 0
     assert runs >= 100 and refused < runs
+
+
+def test_squads_run_refuses_a_link_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "shadow").write_text(SECRET)
+    (tmp_path / "cache").symlink_to(tmp_path / "shadow")
+    monkeypatch.setenv("SQUADS_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["run", "--agent", "webserver/service-health", "--", "du", "-sh",
+                                          str(tmp_path / "cache")])
+    finally:
+        get_settings.cache_clear()
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 1, result.stdout
+    assert text.startswith("not run:") and "is a symbolic link to" in text
+    assert "squads never follows links in paths" in text
+    assert SECRET not in result.stdout

@@ -11,6 +11,7 @@ from nodes.models import LOCAL_NODE
 from nodes.service import NodeNotFound, get_node
 from permissions.models import Verdict
 from tools.execution import execute
+from tools.executors.base import NotRun
 from tools.executors.local import LocalExecutor
 
 console = Console()
@@ -41,11 +42,16 @@ def run(
         console.print(f"[red]error:[/red] node {node} is remote; remote nodes are reached through their agent")
         raise typer.Exit(2)
     settings = ctx.settings
-    outcome = execute(
-        sessions=ctx.db.sessions, engine=ctx.engine(), executor=LocalExecutor(env_passthrough=node_cfg.env_passthrough),
-        node=node_cfg.context(), agent=agent, argv=argv, actor=actor or getpass.getuser(), squad=agent.split("/")[0],
-        timeout=timeout or settings.default_timeout_s, max_output=settings.max_output_bytes,
-    )
+    try:
+        outcome = execute(
+            sessions=ctx.db.sessions, engine=ctx.engine(), executor=LocalExecutor(env_passthrough=node_cfg.env_passthrough),
+            node=node_cfg.context(), agent=agent, argv=argv, actor=actor or getpass.getuser(), squad=agent.split("/")[0],
+            timeout=timeout or settings.default_timeout_s, max_output=settings.max_output_bytes,
+        )
+    except NotRun as exc:  # e.g. a path argument that is a link: refused, and recorded as not run
+        console.print("[red]not run:[/red] ", end="")
+        console.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
     decision = outcome.decision
     if decision.verdict is not Verdict.ALLOW:
         colour = "red" if decision.verdict is Verdict.DENY else "yellow"
