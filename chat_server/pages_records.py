@@ -12,7 +12,7 @@ import re
 import shlex
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TextIO, cast
 from urllib.parse import urlencode
 
@@ -21,6 +21,8 @@ from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from audit import service as audit
+from audit.anchor import Checkpoints, read_checkpoints
+from audit.keys import settings_key
 from audit.models import AuditRecord, RecordKind
 from chat_server.deps import ReaderDep
 from chat_server.principals import Viewer
@@ -222,8 +224,14 @@ def audit_page(
 def audit_verify_page(
     request: Request, caller: Viewer, session: ReaderDep, expect_head: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    """Recompute the whole chain (slow on a long log, hence its own page), optionally against an anchored head."""
-    report = audit.verify(session, expect_head=expect_head.strip() or None)
+    """Recompute the whole chain (slow on a long log, hence its own page), against the server's signed
+    checkpoints and optionally an anchored head. A checkpoint line that does not verify breaks it too."""
+    settings = request.app.state.context.settings
+    path = settings.effective_audit_checkpoint_file
+    found = read_checkpoints(path, key=settings_key(settings)) if path.exists() else Checkpoints([], [])
+    report = audit.verify(session, expect_head=expect_head.strip() or None, anchors=found.anchors)
+    if report.ok and found.problems:
+        report = replace(report, ok=False, problem="; ".join(found.problems))
     return render(request, "audit_verify.html", principal=caller, report=report, expect_head=expect_head.strip())
 
 
