@@ -93,7 +93,7 @@ def append_event(
     assert isinstance(clean, dict)
     position = seq if seq is not None else last_seq(session, conversation_id) + 1
     event = Event(kind=kind, turn=turn, seq=position, at=_now(), data=clean, audit_seq=audit_seq)
-    stored = {
+    stored: dict[str, Any] = {
         "conversation_id": conversation_id, "seq": event.seq, "turn": turn, "kind": kind.value,
         "at": event.at.isoformat(), "audit_seq": audit_seq, "data": json.dumps(clean, sort_keys=True),
         "audit_hash": audit_hash_of(session, audit_seq),
