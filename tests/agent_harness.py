@@ -108,7 +108,10 @@ class ControlPlane:
         self.config_dir = root / "config"
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("SQUADS_")}
-        self.env.update(SQUADS_DATA_DIR=str(self.data_dir), SQUADS_CONFIG_DIR=str(self.config_dir))
+        # The suite's fixed audit key (conftest) goes to the server too, so the in-process
+        # verify_audit() checks the log with the key it was written with.
+        self.env.update(SQUADS_DATA_DIR=str(self.data_dir), SQUADS_CONFIG_DIR=str(self.config_dir),
+                        SQUADS_AUDIT_KEY=os.environ["SQUADS_AUDIT_KEY"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.logs: list[Path] = []
         self.token = ""

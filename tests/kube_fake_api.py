@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -238,6 +239,9 @@ def fake_kube_api() -> Iterator[FakeKubeAPI]:
 def kube_env(api: FakeKubeAPI, home: Path, *, namespace: str = "default") -> dict[str, str]:
     """An environment whose KUBECONFIG points kubectl at ``api`` (context namespace ``namespace``)."""
     home.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # kubectl runs as nobody (see run_kubectl); it must read its config and write its cache here.
+        os.chown(home, _NOBODY.pw_uid, _NOBODY.pw_gid)
     config = home / "kubeconfig"
     config.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "fake",
@@ -249,7 +253,22 @@ def kube_env(api: FakeKubeAPI, home: Path, *, namespace: str = "default") -> dic
             "KUBECTL_CACHE_DIR": str(home / "cache")}
 
 
+_NOBODY = pwd.getpwnam("nobody")
+
+
 def run_kubectl(kubectl: str, args: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the real kubectl with ``args`` (an argv list, never a shell line)."""
+    """Run the real kubectl with ``args`` (an argv list, never a shell line).
+
+    The argv come from the adversarial corpus. The caller runs only those the
+    flag policy reads, but a slip there once let ``--profile-output=/etc/passwd``
+    through while the suite ran as root and overwrote the machine's passwd file.
+    So, as root, kubectl runs as ``nobody`` in its own home: a hostile argv that
+    slips through can then write nothing of the machine's.
+    """
+    cwd = env.get("HOME")
+    if os.geteuid() == 0:
+        return subprocess.run([kubectl, *args], env=env, capture_output=True, text=True, timeout=30,
+                              stdin=subprocess.DEVNULL, check=False, cwd=cwd,
+                              user=_NOBODY.pw_uid, group=_NOBODY.pw_gid, extra_groups=[])
     return subprocess.run([kubectl, *args], env=env, capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL, check=False)
+                          stdin=subprocess.DEVNULL, check=False, cwd=cwd)

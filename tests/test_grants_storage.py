@@ -16,7 +16,7 @@ from squads.service import default_grants
 
 def test_grants_round_trip_through_the_database(db: Database) -> None:
     spec = GrantSpec(name="web-1 extra", agents=["webserver/service-health"], nodes={"names": ["web-1"]},
-                     allow=["df -h -T"], deny=["ss -ltnp"])
+                     allow=["lastb -n 5"], deny=["ss -ltnp"])
     with session_scope(db.sessions) as session:
         save_grant(session, spec=spec, actor="alice")
     with session_scope(db.sessions) as session:
@@ -25,8 +25,8 @@ def test_grants_round_trip_through_the_database(db: Database) -> None:
     engine = build_engine(defaults=default_grants(squads().values()), site=loaded)
     web1, web2 = NodeContext.of("web-1"), NodeContext.of("web-2")
     agent = "webserver/service-health"
-    assert engine.decide(agent=agent, node=web1, argv=["df", "-h", "-T"]).allowed
-    assert engine.decide(agent=agent, node=web2, argv=["df", "-h", "-T"]).verdict is Verdict.DENY
+    assert engine.decide(agent=agent, node=web1, argv=["lastb", "-n", "5"]).allowed
+    assert engine.decide(agent=agent, node=web2, argv=["lastb", "-n", "5"]).verdict is Verdict.DENY
     assert engine.decide(agent=agent, node=web1, argv=["ss", "-ltnp"]).verdict is Verdict.DENY
     assert engine.decide(agent=agent, node=web2, argv=["ss", "-ltnp"]).allowed
 

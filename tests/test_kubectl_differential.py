@@ -12,6 +12,7 @@ by KUBECONFIG in the environment (--kubeconfig is refused by policy). Then:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -143,3 +144,29 @@ def test_allowed_argv_requests_what_the_policy_understood(case: dict, observed: 
         assert kind != "secrets"
         if plural not in CLUSTER_SCOPED:
             assert ns is None or all_namespaces or ns == namespace, f"{request.path} left namespace {namespace}"
+
+
+def test_file_writing_and_hanging_options_are_never_run() -> None:
+    """The filter above is what keeps hostile argv away from the real kubectl."""
+    for argv in (["kubectl", "get", "pods", "-A", "--profile=cpu", "--profile-output=/etc/passwd"],
+                 ["kubectl", "get", "pods", "--log-file=/etc/passwd"],
+                 ["kubectl", "get", "pods", "--cache-dir=/etc"],
+                 ["kubectl", "get", "pods", "--kubeconfig=/tmp/x"],
+                 ["kubectl", "get", "pods", "-w"],
+                 ["kubectl", "proxy"],
+                 ["kubectl", "exec", "web-0", "--", "id"]):
+        assert not _executable(argv), argv
+
+
+def test_kubectl_runs_unprivileged_under_root(tmp_path: Path) -> None:
+    """As root, a slipped argv still cannot write outside kubectl's own home."""
+    if os.geteuid() != 0:
+        pytest.skip("kubectl drops to nobody only when the suite runs as root (as on CI)")
+    target = tmp_path / "victim"
+    target.write_text("intact")
+    target.chmod(0o644)
+    with fake_kube_api() as api:
+        home = tmp_path / "home"
+        env = kube_env(api, home)
+        run_kubectl(_kubectl(), ["get", "pods", "--profile=cpu", f"--profile-output={target}"], env)
+    assert target.read_text() == "intact"

@@ -24,12 +24,12 @@ from tools.models import ToolSpec
 from users.models import Role
 
 AGENT = "webserver/service-health"
-GRANT = """name: local disk types
+GRANT = """name: failed logins
 description: df with file system types on local
 agents: [webserver/service-health]
 nodes: {names: [local]}
 allow:
-  - df -h -T
+  - lastb -n 5
 """
 
 
@@ -125,17 +125,17 @@ def test_grant_edits_need_the_csrf_token(client: TestClient, context: AppContext
 
 def test_an_admin_saves_a_grant_it_applies_and_is_audited(client: TestClient, context: AppContext) -> None:
     token = as_user(client, "ada")
-    assert 'class="badge deny">deny<' in check(client, "df -h -T")
+    assert 'class="badge deny">deny<' in check(client, "lastb -n 5")
     saved = client.post("/grants", data={"csrf_token": token, "grant_yaml": GRANT})
-    assert saved.status_code == 303 and saved.headers["location"] == "/grants?saved=local%20disk%20types"
+    assert saved.status_code == 303 and saved.headers["location"] == "/grants?saved=failed%20logins"
     page = unescape(client.get(saved.headers["location"]).text)
-    assert "Grant local disk types saved" in page and "df with file system types on local" in page
-    assert 'class="badge allow">allow<' in check(client, "df -h -T")
+    assert "Grant failed logins saved" in page and "df with file system types on local" in page
+    assert 'class="badge allow">allow<' in check(client, "lastb -n 5")
     (actor, details), = grant_audit(context)
-    assert actor == "ada" and details["action"] == "created" and details["grant"] == "local disk types"
-    assert "df -h -T" not in json.dumps(details)  # the name and a digest, never the body
-    edit = unescape(client.get("/grants", params={"edit": "local disk types"}).text)
-    assert "name: local disk types\n" in edit and "- df -h -T" in edit  # the form comes back filled in
+    assert actor == "ada" and details["action"] == "created" and details["grant"] == "failed logins"
+    assert "lastb -n 5" not in json.dumps(details)  # the name and a digest, never the body
+    edit = unescape(client.get("/grants", params={"edit": "failed logins"}).text)
+    assert "name: failed logins\n" in edit and "- lastb -n 5" in edit  # the form comes back filled in
     assert client.post("/grants", data={"csrf_token": token, "grant_yaml": GRANT}).status_code == 303
     assert [d["action"] for _, d in grant_audit(context)] == ["created", "replaced"]
 
@@ -143,11 +143,11 @@ def test_an_admin_saves_a_grant_it_applies_and_is_audited(client: TestClient, co
 def test_an_admin_disables_a_grant(client: TestClient, context: AppContext) -> None:
     token = as_user(client, "ada")
     client.post("/grants", data={"csrf_token": token, "grant_yaml": GRANT})
-    done = client.post("/grants/disable", data={"csrf_token": token, "name": "local disk types"})
-    assert done.status_code == 303 and done.headers["location"] == "/grants?disabled=local%20disk%20types"
+    done = client.post("/grants/disable", data={"csrf_token": token, "name": "failed logins"})
+    assert done.status_code == 303 and done.headers["location"] == "/grants?disabled=failed%20logins"
     page = unescape(client.get(done.headers["location"]).text)
-    assert "Grant local disk types disabled" in page and "stored, disabled" in page
-    assert 'class="badge deny">deny<' in check(client, "df -h -T")
+    assert "Grant failed logins disabled" in page and "stored, disabled" in page
+    assert 'class="badge deny">deny<' in check(client, "lastb -n 5")
     assert [d["action"] for _, d in grant_audit(context)] == ["created", "disabled"]
     missing = client.post("/grants/disable", data={"csrf_token": token, "name": "nope"})
     assert missing.status_code == 404 and "no stored grant is named 'nope'" in unescape(missing.text)
@@ -186,7 +186,7 @@ def test_a_stored_grant_description_is_escaped(client: TestClient, context: AppC
 
 
 def test_disable_grant_is_audited_and_saving_again_re_enables(db: Database) -> None:
-    spec = GrantSpec(name="web-1 extra", agents=[AGENT], nodes={"names": ["web-1"]}, allow=["df -h -T"])
+    spec = GrantSpec(name="web-1 extra", agents=[AGENT], nodes={"names": ["web-1"]}, allow=["lastb -n 5"])
     with session_scope(db.sessions) as session:
         save_grant(session, spec=spec, actor="alice")
     with session_scope(db.sessions) as session:
