@@ -67,6 +67,14 @@ def parse_key(text: str, *, source: str) -> bytes:
 def _check_private(path: Path, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise AuditKeyError(f"audit key file {path} is not a regular file; point SQUADS_AUDIT_KEY_FILE at one")
+    if info.st_uid != os.geteuid():
+        # Its owner can read it, and could have written a key of their choosing before squads
+        # first started (a root-run squads would otherwise accept any user's 0600 file).
+        raise AuditKeyError(
+            f"audit key file {path} belongs to uid {info.st_uid}, not to the user squads runs as (uid "
+            f"{os.geteuid()}); its owner can read the key and rewrite the audit log undetected. Run "
+            f"`chown {os.geteuid()} {path}` if you trust that user, or start over with a new key file"
+        )
     if info.st_mode & 0o077:
         raise AuditKeyError(
             f"audit key file {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o}); anyone who "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -53,19 +53,22 @@ class NodeConfig(BaseModel):
         description="Extra folders that tools' path parameters accept on this node (grants must allow them too).",
     )
 
-    @field_validator("env")
+    @field_validator("env", "env_passthrough")
     @classmethod
-    def _safe_env(cls, value: dict[str, str]) -> dict[str, str]:
+    def _safe_env(cls, value: dict[str, str] | list[str], info: ValidationInfo) -> dict[str, str] | list[str]:
+        # The same names are refused whether the value is written here or copied from the
+        # control plane's (or agent's) own environment: SQUADS_AUDIT_KEY must never reach a command.
         for name in value:
             upper = name.upper()
             if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", upper):
-                raise ValueError(f"env {name!r}: not a variable name")
-            if upper in UNSAFE_ENV or upper.startswith(("LD_", "DYLD_", "SYSTEMD_")) or any(
-                word in upper for word in ("PASSWORD", "SECRET", "TOKEN", "PWD")
+                raise ValueError(f"{info.field_name} {name!r}: not a variable name")
+            if upper in UNSAFE_ENV or upper.startswith(("LD_", "DYLD_", "SYSTEMD_", "SQUADS_")) or any(
+                word in upper for word in ("PASSWORD", "SECRET", "TOKEN", "PWD", "API_KEY", "PRIVATE_KEY")
             ):
                 raise ValueError(
-                    f"env {name}: not allowed for a node: it can run other programs or carries a secret "
-                    "(secrets belong in the service's own credential files, e.g. ~/.pgpass, never in Squads' config)"
+                    f"{info.field_name} {name}: not allowed for a node: it can run other programs, carries a secret "
+                    "or is one of Squads' own settings (SQUADS_AUDIT_KEY, SQUADS_DATABASE_URL, ...); secrets belong "
+                    "in the service's own credential files, e.g. ~/.pgpass, never in a command's environment"
                 )
         return value
 

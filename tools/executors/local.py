@@ -28,6 +28,10 @@ _BASE_ENV: dict[str, str] = {
     "NO_COLOR": "1",
 }
 
+# Squads' own secrets (the audit key, the database URL with its password): never in a command's
+# environment, whatever a node's configuration says.
+NEVER_PASSED = frozenset({"SQUADS_AUDIT_KEY", "SQUADS_AUDIT_KEY_FILE", "SQUADS_DATABASE_URL"})
+
 _CHUNK = 64 * 1024
 _TERM_GRACE = 0.5  # seconds between SIGTERM and SIGKILL on timeout
 _EXIT_GRACE = 0.2  # seconds children may hold the pipes after the main process exits
@@ -49,6 +53,10 @@ def clean_environment(
     not re-enable a pager. ``extra_env`` is explicit configuration and wins.
     """
     source = os.environ if environ is None else environ
+    for name in (*env_passthrough, *(extra_env or {})):
+        # The settings are read case-insensitively, so squads_audit_key is the key too.
+        if name.upper() in NEVER_PASSED:
+            raise ValueError(f"environment variable {name} is one of Squads' own secrets; it is never given to a command")
     env = {name: source[name] for name in env_passthrough if name in source}
     env.update(_BASE_ENV)
     env.update(extra_env or {})

@@ -124,17 +124,37 @@ def open_no_follow(value: str) -> Opened:
 
 def _check_leaf(norm: str, fd: int, parent_fd: int, name: str) -> Opened:
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
+        mode = info.st_mode
         if stat.S_ISLNK(mode):
             raise _refuse(f"{norm} is a symbolic link to {_fd_link_target(fd)}")
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise PathRefused(f"{norm} is a {_kind(mode)}, not a regular file or folder; nothing was run")
+        if stat.S_ISREG(mode):
+            _check_hard_links(norm, info, os.fstat(parent_fd))
         # No check of the descriptor's current name: the walk from '/' without links is the proof
         # that this file was at ``norm`` when opened; a rename since (log rotation) changes nothing.
     except BaseException:
         os.close(fd)
         raise
     return Opened(path=norm, fd=fd, parent_fd=parent_fd, name=name, is_dir=stat.S_ISDIR(mode))
+
+
+def _check_hard_links(norm: str, file: os.stat_result, folder: os.stat_result) -> None:
+    """Refuse a file with other names when its folder is writable by someone but the file's owner.
+
+    A hard link is no link to ``O_NOFOLLOW``: it *is* the file. Whoever can write a
+    folder (postgres in ``/var/log/postgresql``) could give ``/etc/shadow`` a second
+    name there. Linux stops that when ``fs.protected_hardlinks`` is 1 (the default:
+    only a file's owner, or someone who may read and write it, can link it), but a
+    machine may turn it off, so the executor does not rely on it."""
+    others_write = folder.st_uid != file.st_uid or folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if file.st_nlink > 1 and others_write:
+        raise PathRefused(
+            f"{norm} has {file.st_nlink} hard links and its folder can be written by users other than the "
+            f"file's owner (uid {file.st_uid}), so it may be another file's second name; nothing was run. "
+            "Read the file under its only name, or ask the file's owner to remove the extra link"
+        )
 
 
 @dataclass
