@@ -22,6 +22,8 @@ Design notes:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from bisect import bisect_right
 from collections.abc import Callable
@@ -124,6 +126,15 @@ _HASH_ID = r"(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5|apr1|argon2(?:id|i|d)|pbkdf2(?:-s
 _LOGIN = r"(?m)^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}+\$?:(?P<v>" + _NOT_MARKER + r"[^:\s]++)"
 
 
+def _basic_credentials(value: str) -> bool:
+    """HTTP Basic credentials: base64 of ``user:password`` (anything else after "Basic" is prose)."""
+    try:
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return ":" in decoded and decoded.isprintable()
+
+
 def _not_scheme_word(value: str) -> bool:
     return value.lower() not in {"bearer", "basic", "token", "digest", "negotiate", "ntlm"}
 
@@ -154,6 +165,13 @@ _RULES: tuple[_Rule, ...] = (
         "private_key",
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
         r"(?:.*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|.*+)",
+        flags=re.DOTALL,
+    ),
+    # PuTTY keys: the private lines and their MAC (the public part and the header stay); one
+    # without its MAC (cut off) runs to the end of the text, like an unterminated PEM block.
+    _rule(
+        "private_key",
+        r"(?m)^Private-Lines:[ \t]*+[0-9]++(?:.*?^Private-MAC:[^\n]*+|.*+)",
         flags=re.DOTALL,
     ),
     # Password hashes: `$id$[params$]salt$hash` (each part bounded and free of "$", so a run of
@@ -228,7 +246,22 @@ _RULES: tuple[_Rule, ...] = (
         r"""[^\s:/?#@"'<>\[\]]*+:""" + _NOT_MARKER + r"""(?P<v>[^\s/"'<>]+)@""",
         groups=("v",),
     ),
+    # HTTP Basic credentials wherever they are logged ("Basic dXNlcjpwYXNz" in an access log).
+    _rule(
+        "bearer_token",
+        r"(?<![A-Za-z0-9_\-])(?i:basic)[ \t]++(?P<v>[A-Za-z0-9+/]{8,}+={0,2}+)(?![A-Za-z0-9+/=])",
+        groups=("v",),
+        validate=_basic_credentials,
+    ),
     _rule("password_assignment", _PASSWORD_KEYWORD + _SEP + _value(_PW_GUARD), groups=_PW_GROUPS),
+    # A .pgpass line, hostname:port:database:username:password (":" and "\" escaped by "\"); a
+    # host is a name, an address, "*" or a socket folder, never only digits (times, counters).
+    _rule(
+        "password_assignment",
+        r"(?m)^(?![0-9]++:)(?:[^\s:#\\]|\\.)(?:[^\s:\\]|\\.){0,254}+:(?:[0-9]{1,5}+|\*):[^\s:]{1,64}+:[^\s:]{1,64}+:"
+        r"(?P<v>" + _NOT_MARKER + r"(?:[^\\:\r\n]|\\.)++)\r?$",
+        groups=("v",),
+    ),
     _rule(
         "password_assignment",
         r"(?<![A-Za-z0-9_\-])(?i:name)[ \t]*+:[ \t]*+[\"']?" + _ENV_NAME + r"[\"']?[ \t]*+\r?\n"
@@ -243,9 +276,58 @@ _RULES: tuple[_Rule, ...] = (
     ),
 )
 
+# The end of a private key whose beginning is not in the text (`tail -n 3 key.pem`, output cut
+# at the front): the key lines before it are walked back from it (see _key_tails).
+_KEY_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|(?m:^Private-MAC:)")
+_KEY_LINE = re.compile(r"[A-Za-z0-9+/=]*+|(?:Proc-Type|DEK-Info|Private-Lines): [^\n]*+")
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def _key_tails(text: str) -> list[tuple[int, int]]:
+    """Spans from the first key line before each key end marker to the marker's end.
+
+    Lines end at a newline or at the two characters backslash-n (JSON). A walk stops at
+    the first line that is not a key line (keeping that line's trailing base64 run, the
+    key's first line after a quote) or at the previous marker; each separator is searched
+    for once, so the scan is linear."""
+    spans: list[tuple[int, int]] = []
+    floor = 0
+    for match in _KEY_END.finditer(text):
+        start = pos = match.start()
+        newline = text.rfind("\n", floor, pos)
+        escaped = text.rfind("\\n", floor, pos)
+        while pos > floor:
+            if escaped > newline:
+                line_start, cut = escaped + 2, escaped
+            else:
+                line_start, cut = (newline + 1, newline) if newline >= 0 else (floor, -1)
+            line = text[line_start:pos]
+            core = line[:-2] if line.endswith("\\r") else line.rstrip("\r")
+            if not _KEY_LINE.fullmatch(core):
+                run = len(core[len(core.rstrip(_B64_CHARS)):].lstrip("="))  # "=" only ends base64
+                start = line_start + len(core) - run if run else start
+                break
+            start = line_start
+            if cut < 0 or core.startswith("Private-Lines:"):  # a PuTTY key's private part starts there
+                break
+            pos = cut
+            if newline >= pos:
+                newline = text.rfind("\n", floor, pos)
+            if escaped >= pos - 1:
+                escaped = text.rfind("\\n", floor, pos)
+        if sum(c.isalnum() for c in text[start:match.start()]) >= 16:
+            end = match.end()
+            if not match.group(0).startswith("-"):  # Private-MAC: to the end of its line
+                line_end = text.find("\n", end)
+                end = len(text) if line_end < 0 else line_end
+            spans.append((start, end))
+        floor = match.end()
+    return spans
+
+
 def _candidates(text: str) -> list[tuple[int, int, int, str]]:
     """Every span any rule finds, as (start, end, rule priority, kind)."""
-    found: list[tuple[int, int, int, str]] = []
+    found: list[tuple[int, int, int, str]] = [(start, end, 0, "private_key") for start, end in _key_tails(text)]
     for priority, rule in enumerate(_RULES):
         pos = 0
         while True:
