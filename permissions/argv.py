@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from permissions import kubectl, sql
 from permissions.normalise import NotNormalisable
-from permissions.programs import CommandSpec, OptionSpec, ProgramSpec, Style, ValueKind
+from permissions.programs import CommandSpec, OptionSpec, ProgramSpec, Style, ValueKind, override_problem
 from permissions.validators import normalise_path
 
 MAX_ARGS = 128
@@ -380,6 +380,9 @@ class _Parser:
         if self.sub_open and command.subcommands and command.subcommand_required and not self.pattern:
             raise Refused(f"{command.name} needs a subcommand", f"subcommand:{command.name}:missing")
         if not self.pattern:
+            clash = override_problem(self.spec.name, self.out.options, self.out.specs)
+            if clash:
+                raise Refused(clash, f"flag:{self.spec.name}:overrides")
             present = {name for name, _ in self.out.options}
             for required in (r for c in self.chain for r in c.require):
                 if required not in present:

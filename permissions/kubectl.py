@@ -84,8 +84,16 @@ def forbidden_in(args: Sequence[str], forbidden: dict[str, str]) -> str | None:
     Every argument is checked, not only the first: ``get pods/a secrets/b`` and
     ``get pods,secrets`` read secrets too. A name that merely equals a forbidden
     word (``get pods secrets``, a pod named 'secrets') is refused as well; that
-    is cheaper than being wrong."""
+    is cheaper than being wrong.
+
+    Non-ASCII is refused outright: kubectl lowercases resource words with Go's
+    ``strings.ToLower``, which folds 'İ' (U+0130) to a plain 'i', so
+    ``servİceaccounts`` is ``serviceaccounts`` to kubectl but not to Python's
+    ``lower()``. Resource types and object names are ASCII in Kubernetes."""
     for token in args:
+        if not token.isascii():
+            return (f"{token!r} contains non-ASCII characters; kubectl folds some of them to ASCII letters "
+                    "(İ to i), so resource types and names must be plain ASCII")
         for word in resource_words(token):
             if word in forbidden:
                 return forbidden[word]

@@ -59,6 +59,9 @@ class OptionModel(BaseModel):
     deny_unless: str | None = None
     # A normaliser from permissions.normalise for the value (find's -perm spellings).
     normalise: str | None = None
+    # Options (canonical names) this one silently overrides when both are given
+    # (kubectl -A ignores -n; tail -c replaces -n): the pair is refused.
+    overrides: list[str] = Field(default_factory=list)
 
 
 class CommandModel(BaseModel):
@@ -115,6 +118,7 @@ class OptionSpec:
     format_validator: Validator | None = None
     deny_unless: Validator | None = None
     normalise: Callable[[str], str] | None = None
+    overrides: tuple[str, ...] = ()
 
     def only_formats(self, value: str | None) -> bool:
         """True when this option with ``value`` changes only how output looks."""
@@ -156,6 +160,20 @@ class ProgramSpec:
     root: CommandSpec
 
 
+def override_problem(program: str, options: list[tuple[str, str | None]], specs: list[OptionSpec]) -> str | None:
+    """Why two given options cannot go together (one silently cancels the other), or None.
+
+    A rule that names ``-n staging`` must not match a command in which ``-A``
+    makes kubectl ignore it, whatever '...' or a grant allows."""
+    present = {name for name, _ in options}
+    for spec in specs:
+        for other in spec.overrides:
+            if other in present:
+                return (f"{spec.canonical} and {other} together: {program} silently uses only one of them; "
+                        "give one")
+    return None
+
+
 def _split_names(key: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in key.split(",") if n.strip())
     if not names:
@@ -185,11 +203,17 @@ def _build_command(name: str, model: CommandModel) -> CommandSpec:
             format_validator=from_spec(opt.format_values) if opt.format_values else None,
             deny_unless=from_spec(opt.deny_unless) if opt.deny_unless else None,
             normalise=normaliser(opt.normalise) if opt.normalise else None,
+            overrides=tuple(opt.overrides),
         )
         for n in names:
             if n in options:
                 raise ValueError(f"{name}: option {n} is listed twice")
             options[n] = spec
+    canonicals = {spec.canonical for spec in options.values()}
+    for spec in options.values():
+        unknown = [o for o in spec.overrides if o not in canonicals]
+        if unknown:
+            raise ValueError(f"{name}: {spec.canonical} overrides {unknown}, which are not canonical option names here")
     subcommands: dict[str, CommandSpec] = {}
     for key, sub in model.subcommands.items():
         aliases = _split_names(key)

@@ -57,7 +57,7 @@ def test_type_name_forms_normalise_to_type_and_names() -> None:
 
 @pytest.mark.parametrize(("args", "namespace"), [
     (["get", "pods", "-n=x"], "x"), (["get", "pods", "-nx"], "x"), (["get", "pods", "--namespace=x"], "x"),
-    (["get", "pods", "--namespace", "x"], "x"), (["get", "pods", "-An=x"], "x"),
+    (["get", "pods", "--namespace", "x"], "x"), (["logs", "web-0", "-pn=x"], "x"),
 ])
 def test_pflag_value_spellings(args: list[str], namespace: str) -> None:
     parsed = parse(load_programs()["kubectl"], args)
