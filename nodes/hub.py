@@ -47,7 +47,7 @@ from agent.protocol import (
     unpack_chunk,
 )
 from audit.service import display_text
-from nodes.models import NodeConfig, NodeRecord, node_config
+from nodes.models import LOCAL_NODE, NodeConfig, NodeRecord, node_config
 from storage.db import session_scope
 from tools.executors.base import ExecResult, Interrupted, NodeRefused, NotRun, RunContext, output_digest
 from tools.executors.local import decode_output
@@ -475,8 +475,11 @@ class Hub:
                    NodeRecord.revoked, NodeRecord.labels)
         with self.readers() as session:
             rows = session.execute(select(*columns)).all()
+        # A `local` written into the registry (before the name was reserved) counts as revoked: it
+        # would otherwise answer for the control-plane host's name.
         self.credentials = {
-            row[0]: Credential(row[0], row[1], row[2], row[3], bool(row[4]), json.loads(row[5] or "{}"))
+            row[0]: Credential(row[0], row[1], row[2], row[3], bool(row[4]) or row[1] == LOCAL_NODE,
+                               json.loads(row[5] or "{}"))
             for row in rows
         }
         return self.credentials

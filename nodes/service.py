@@ -37,6 +37,8 @@ def load_nodes(config_dir: Path, *, local: bool = True) -> dict[str, NodeConfig]
         data = safe_load(path.read_text()) or {}
         for raw in data.get("nodes", []):
             node = NodeConfig.model_validate(raw)
+            if node.name == LOCAL_NODE and not local:
+                continue  # an entry that configures `local` must not bring it back when the setting is off
             nodes[node.name] = node
     except (yaml.YAMLError, ValidationError, AttributeError) as exc:
         raise ValueError(f"{path}: {exc}") from exc
@@ -95,6 +97,10 @@ def _audit(session: Session, *, action: str, record: NodeRecord, actor: str | No
 
 def create_node(session: Session, *, name: str, labels: dict[str, str], actor: str | None) -> IssuedToken:
     """Register a node; returns its id and token (shown once). The action is audited."""
+    if name == LOCAL_NODE:
+        # `local` is the control-plane host: grants and SQUADS_LOCAL_NODE name it, so an agent under that
+        # name would take them over (and answer for `local` while the setting is off).
+        raise NodeRegistryError(f"node name {LOCAL_NODE!r} is reserved for the control-plane host; choose another name")
     if not NODE_NAME.fullmatch(name):
         raise NodeRegistryError(
             f"node name {name!r} is not allowed: use 1-64 lowercase letters, digits, '.', '_' or '-', "
@@ -231,7 +237,8 @@ def registered_configs(session: Session, *, names: Iterable[str] | None = None) 
     """Registered, unrevoked nodes as policy sees them: labels, and programs where the agent found them.
 
     With ``names``, only those nodes (the control plane's hub knows the rest already)."""
-    stmt = select(NodeRecord).where(NodeRecord.revoked.is_(False))
+    # A `local` registered before the name was reserved never stands in for the control-plane host.
+    stmt = select(NodeRecord).where(NodeRecord.revoked.is_(False), NodeRecord.name != LOCAL_NODE)
     if names is not None:
         stmt = stmt.where(NodeRecord.name.in_(list(names)))
     configs: dict[str, NodeConfig] = {}
@@ -252,4 +259,7 @@ def authenticate(session: Session, *, node_id: str, token: str) -> NodeRecord:
         raise NodeRegistryError("node id or token is wrong")
     if record.revoked:
         raise NodeRegistryError(f"node {record.name} is revoked")
+    if record.name == LOCAL_NODE:
+        raise NodeRegistryError(f"node name {LOCAL_NODE!r} is reserved for the control-plane host; register the "
+                                "agent under another name")
     return record
