@@ -23,12 +23,13 @@ from auth.service import TokenError, create_api_token, list_api_tokens, revoke_o
 from chat_server.principals import SESSION_COOKIE, Principal, SignedIn, Viewer
 from storage.db import session_scope
 from users.models import User
-from users.ratelimit import SignInLimits
+from users.ratelimit import SignInLimits, reserve, succeeded
 from users.service import (
     SESSION_LIFETIME,
     AccountError,
     SignInError,
     SignInThrottled,
+    WrongCurrentPassword,
     change_password,
     open_session,
     sign_in,
@@ -183,6 +184,11 @@ def password(
 ) -> Response:
     """Change the caller's own password; every other session ends and this one is renewed."""
     db = request.app.state.context.db
+    # The current password is a guess like a sign-in's: a stolen session must not make it an unthrottled oracle.
+    wait = reserve(db.sessions, username=caller.name, peer=_peer(request), limits=limits(request))
+    if wait is not None:
+        return render(request, "password.html", 429, principal=caller, tokens=_own_tokens(request, caller),
+                      error=f"{str(SignInThrottled(wait)).capitalize()}.")
     try:
         with session_scope(db.sessions) as session:
             user = session.get(User, caller.user_id)
@@ -192,8 +198,11 @@ def password(
             signed = open_session(session, user=user, peer=_peer(request),
                                   user_agent=request.headers.get("user-agent", ""))
     except AccountError as exc:
+        if not isinstance(exc, WrongCurrentPassword):  # the current password was right: no guess to count
+            succeeded(db.sessions, username=caller.name, peer=_peer(request), limits=limits(request))
         return render(request, "password.html", 400, principal=caller, error=str(exc),
                       tokens=_own_tokens(request, caller))
+    succeeded(db.sessions, username=caller.name, peer=_peer(request), limits=limits(request))
     response = RedirectResponse("/", status_code=303)
     _set_session(request, response, signed.cookie)
     return response

@@ -38,6 +38,10 @@ class AccountError(ValueError):
     """An account request was refused; the message says why and what to do."""
 
 
+class WrongCurrentPassword(AccountError):
+    """A password change whose current password is wrong: a guess, throttled like a sign-in."""
+
+
 class SignInError(ValueError):
     """The same message for every failed sign-in: no hint whether the user exists."""
 
@@ -151,7 +155,7 @@ def _admins(session: Session) -> int:
 def change_password(session: Session, *, user: User, current: str, new: str) -> None:
     """The user's own change: the current password is required, and other sessions end."""
     if not _verify(user.password_hash, current):
-        raise AccountError("the current password is wrong")
+        raise WrongCurrentPassword("the current password is wrong")
     if new == current:
         raise AccountError("choose a password different from the current one")
     _store_password(session, user=user, password=new, actor=user.username, must_change=False)

@@ -1,0 +1,26 @@
+"""An attacker's review of sign-in (issue 10 §5): the password page's current password is throttled like a sign-in.
+
+With a stolen session cookie, the change-password form would otherwise let anyone
+guess the account's password (to reuse elsewhere) without limit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config.settings import Settings
+from tests.web import PASSWORD, as_user, site_with_users, web_client
+from users.models import Role
+
+
+def test_wrong_current_passwords_are_throttled_and_a_right_one_resets_nothing_for_a_guesser(tmp_path: Path) -> None:
+    context = site_with_users(tmp_path, {"eddie": Role.ENGINEER})
+    context.settings = Settings(**{**context.settings.model_dump(), "signin_limit_account_address": 3})
+    with web_client(context) as client:
+        csrf = as_user(client, "eddie")
+        codes = [client.post("/password", data={"csrf_token": csrf, "current": f"guess number {i}",
+                                                "new": "another long passphrase"}).status_code for i in range(4)]
+        assert codes == [400, 400, 400, 429]
+        # even the right password waits now: the guesser cannot tell a right guess from a wrong one
+        right = client.post("/password", data={"csrf_token": csrf, "current": PASSWORD, "new": "another long passphrase"},
+                            follow_redirects=False)
+        assert right.status_code == 429 and "too many failed sign-ins" in right.text.lower()
