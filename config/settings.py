@@ -74,12 +74,19 @@ class Settings(BaseSettings):
             if not item:
                 continue
             try:
-                networks.append(str(ip_network(item, strict=False)))
+                network = ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(
                     f"SQUADS_TRUSTED_PROXIES: {item!r} is not an IP address or network; give the reverse proxy's "
                     "addresses, comma-separated, e.g. 127.0.0.1,10.0.0.0/24"
                 ) from None
+            if network.prefixlen == 0:
+                # Every hop trusted: uvicorn then takes the first X-Forwarded-For entry, which the client writes.
+                raise ValueError(
+                    f"SQUADS_TRUSTED_PROXIES: {item!r} trusts every address, so any client could set its own "
+                    "address; give the reverse proxy's addresses, e.g. 127.0.0.1,10.0.0.0/24"
+                )
+            networks.append(str(network))
         return networks
 
     @property

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from config.settings import Settings
 from tests.web import PASSWORD, as_user, site_with_users, web_client
 from users.models import Role
@@ -24,3 +26,10 @@ def test_wrong_current_passwords_are_throttled_and_a_right_one_resets_nothing_fo
         right = client.post("/password", data={"csrf_token": csrf, "current": PASSWORD, "new": "another long passphrase"},
                             follow_redirects=False)
         assert right.status_code == 429 and "too many failed sign-ins" in right.text.lower()
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0/0", "::/0", "127.0.0.1,0.0.0.0/0"])
+def test_trusting_every_address_as_a_proxy_is_refused(value: str) -> None:
+    """With every hop trusted, uvicorn believes the first X-Forwarded-For entry, which the client chose."""
+    with pytest.raises(ValueError, match="trusts every address"):
+        Settings(trusted_proxies=value)  # type: ignore[arg-type]
