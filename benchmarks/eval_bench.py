@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console
 from rich.table import Table
 
-from evals.models import find_scenarios, load_scenario
-from evals.runner import run_scenario
+from squads.evals.models import find_scenarios, load_scenario
+from squads.evals.runner import run_scenario
 from squads.service import load_squads
 from squads.runtime import Conversation
-from storage.service import open_database
+from squads.storage.service import open_database
 from tests.paths import PUBLIC_SCENARIOS
 from tools.executors.fixture import FixtureExecutor
 

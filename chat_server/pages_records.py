@@ -20,8 +20,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from audit import service as audit
-from audit.models import AuditRecord, RecordKind
+from squads.audit import service as audit
+from squads.audit.models import AuditRecord, RecordKind
 from chat_server.deps import ReaderDep
 from chat_server.principals import Viewer
 from chat_server.signin import render, templates

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from storage.db import Base
+from squads.storage.db import Base
 
 
 class Verdict(StrEnum):

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from config.yaml_loader import safe_load
+from squads.settings.yaml_loader import safe_load
 from permissions.engine import PolicyEngine, compile_grant
 from permissions.models import GrantRecord, GrantSpec
 from permissions.programs import ProgramSpec, load_programs
@@ -72,8 +72,8 @@ def grant_records(session: Session) -> list[GrantRecord]:
 
 def _audit(session: Session, *, action: str, row: GrantRecord, actor: str | None) -> None:
     # Imported here: the node agent loads this module for parse_grants and keeps no audit log.
-    from audit.models import RecordKind
-    from audit.service import append
+    from squads.audit.models import RecordKind
+    from squads.audit.service import append
 
     # The body's digest proves which version was saved without copying rule text into the log.
     append(session, kind=RecordKind.GRANT_ADMIN, actor=actor, details={

@@ -13,10 +13,10 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from audit.service import display_lines
+from squads.audit.service import display_lines
 
-from evals.models import ScenarioError, load_scenario
-from evals.runner import scenario_config
+from squads.evals.models import ScenarioError, load_scenario
+from squads.evals.runner import scenario_config
 from permissions.models import Verdict
 from squads.context import LAB, load_context
 from squads.models import SquadSpec

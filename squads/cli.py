@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import app as agent_app
-from audit.cli import app as audit_app
-from auth.cli import app as token_app
+from squads.node_agent.cli import app as agent_app
+from squads.audit.cli import app as audit_app
+from squads.accounts.token_cli import app as token_app
 from chat_server.cli import serve_command
 from chat_server.demo import demo_command
-from evals.cli import eval_command
-from nodes.cli import app as node_app
+from squads.evals.cli import eval_command
+from squads.nodes.cli import app as node_app
 from squads.chat import chat_command
 from transcripts.cli import app as transcript_app
-from users.cli import app as user_app
+from squads.accounts.cli import app as user_app
 from permissions.cli import app as policy_app
 from tools.cli import run
 

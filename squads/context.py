@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from config.settings import Settings, get_settings
-from nodes.models import NodeConfig
-from nodes.hub import Hub
-from nodes.remote import RemoteExecutor
-from nodes.service import load_nodes, registered_configs
+from squads.settings.env import Settings, get_settings
+from squads.nodes.models import NodeConfig
+from squads.nodes.hub import Hub
+from squads.nodes.remote import RemoteExecutor
+from squads.nodes.service import load_nodes, registered_configs
 from sqlalchemy import select
 from permissions.engine import PolicyEngine
 from permissions.models import GrantRecord, GrantSpec
@@ -18,11 +18,11 @@ from permissions.programs import ProgramSpec, load_programs, load_site_programs
 from permissions.service import build_engine, load_site_grants, stored_grants
 from squads.models import SquadSpec
 from squads.service import default_grants, load_squads
-from audit.service import sweep_interrupted
-from storage.db import session_scope
-from storage.service import Database, open_database
+from squads.audit.service import sweep_interrupted
+from squads.storage.db import session_scope
+from squads.storage.service import Database, open_database
 from squads.runtime import RuntimeConfig
-from evals.models import load_scenario
+from squads.evals.models import load_scenario
 from tools.executors.base import Executor
 from tools.executors.fixture import FixtureExecutor
 from tools.executors.local import LocalExecutor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from brain.models import Action, Runbook
+from squads.brain.models import Action, Runbook
 from permissions.models import GrantSpec
 from tools.models import ToolSpec
 

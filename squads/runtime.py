@@ -20,15 +20,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit import service as audit
-from brain.actions import Call, CallResult, Say, Turn
-from brain.explicit import explicit_command
-from brain.service import RunbookBrain, State
-from nodes.models import NodeConfig
+from squads.audit import service as audit
+from squads.brain.actions import Call, CallResult, Say, Turn
+from squads.brain.explicit import explicit_command
+from squads.brain.service import RunbookBrain, State
+from squads.nodes.models import NodeConfig
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from tools.execution import execute, run_decided
 from tools.executors.base import ExecResult, Executor, ExecutorError
 from tools.models import Effect

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from config.yaml_loader import safe_load
+from squads.settings.yaml_loader import safe_load
 from permissions.models import GrantSpec
 from squads.models import SquadSpec
 from tools.models import Effect

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brain.actions import Call, CallResult, Say
-from brain.extract import SLOT_TYPES, extract, validate_slot
-from brain.intents import best_match, is_affirmative, is_negative, score, trigger_matches, words
-from brain.explicit import explicit_command
-from brain.service import RunbookBrain, State
-from brain.steps import fill, fill_text, holds, merge_facts
-from evals.models import find_scenarios, load_scenario
+from squads.brain.actions import Call, CallResult, Say
+from squads.brain.extract import SLOT_TYPES, extract, validate_slot
+from squads.brain.intents import best_match, is_affirmative, is_negative, score, trigger_matches, words
+from squads.brain.explicit import explicit_command
+from squads.brain.service import RunbookBrain, State
+from squads.brain.steps import fill, fill_text, holds, merge_facts
+from squads.evals.models import find_scenarios, load_scenario
 from permissions.validators import ValueRejected, from_spec
 from squads.models import SquadSpec
 from squads.service import load_squads

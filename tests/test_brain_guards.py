@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brain.actions import Call, CallResult, Say
-from brain.service import RunbookBrain, State, imperative
+from squads.brain.actions import Call, CallResult, Say
+from squads.brain.service import RunbookBrain, State, imperative
 from squads.chat import safe
 from squads.service import load_squads
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from audit.service import display_text
+from squads.audit.service import display_text
 
 from squads.context import load_context
 from transcripts import service
