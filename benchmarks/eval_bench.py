@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console
 from rich.table import Table
 
-from squads.evals.models import find_scenarios, load_scenario
+from tools.executors.scenario import find_scenarios, load_scenario
 from squads.evals.runner import run_scenario
 from squads.service import load_squads
 from squads.runtime import Conversation

@@ -26,7 +26,7 @@ from squads.node_agent.protocol import (
     parse_text,
 )
 from squads.nodes.hub import Hub, Link
-from squads.nodes.models import NodeRecord
+from squads.nodes.tables import NodeRecord
 from squads.nodes.service import NodeRegistryError, authenticate
 from squads.storage.db import session_scope
 

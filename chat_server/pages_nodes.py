@@ -19,7 +19,7 @@ from chat_server.principals import Admin, Principal, Viewer
 from chat_server.routes import issued_out, node_out
 from chat_server.signin import render
 from squads.nodes.hub import Hub
-from squads.nodes.models import NodeRecord
+from squads.nodes.tables import NodeRecord
 from squads.nodes.service import (
     IssuedToken,
     NodeNotFound,

@@ -21,7 +21,8 @@ from squads.settings.yaml_loader import safe_load
 from squads.nodes.models import NodeConfig
 from squads.nodes.service import registered_configs
 from permissions.models import Decision, GrantSpec
-from permissions.service import GrantError, disable_grant, grant_records, load_site_grants, save_grant
+from permissions.service import GrantError, load_site_grants
+from permissions.store import disable_grant, grant_records, save_grant
 from squads.context import AppContext
 from tools.models import Condition, SqlToken, ToolSpec
 from squads.accounts.models import Role

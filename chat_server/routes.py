@@ -13,7 +13,7 @@ from squads.node_agent.install import install_command
 from chat_server.deps import ContextDep, HubDep, ReaderDep, SessionDep
 from chat_server.principals import Admin, Viewer
 from squads.nodes.hub import Hub
-from squads.nodes.models import NodeRecord
+from squads.nodes.tables import NodeRecord
 from squads.context import AppContext
 from squads.nodes.service import (
     IssuedToken,

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from squads.audit.service import display_lines
 
-from squads.evals.models import ScenarioError, load_scenario
+from tools.executors.scenario import ScenarioError, load_scenario
 from squads.evals.runner import scenario_config
 from permissions.models import Verdict
 from squads.context import LAB, load_context

@@ -13,16 +13,18 @@ from squads.nodes.remote import RemoteExecutor
 from squads.nodes.service import load_nodes, registered_configs
 from sqlalchemy import select
 from permissions.engine import PolicyEngine
-from permissions.models import GrantRecord, GrantSpec
+from permissions.models import GrantSpec
+from permissions.tables import GrantRecord
 from permissions.programs import ProgramSpec, load_programs, load_site_programs
-from permissions.service import build_engine, load_site_grants, stored_grants
+from permissions.service import build_engine, load_site_grants
+from permissions.store import stored_grants
 from squads.models import SquadSpec
 from squads.service import default_grants, load_squads
 from squads.audit.service import sweep_interrupted
 from squads.storage.db import session_scope
 from squads.storage.service import Database, open_database
 from squads.runtime import RuntimeConfig
-from squads.evals.models import load_scenario
+from tools.executors.scenario import load_scenario
 from tools.executors.base import Executor
 from tools.executors.fixture import FixtureExecutor
 from tools.executors.local import LocalExecutor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from squads.brain.models import Action, Runbook
+from squads.brain.models import Action, Playbook, Runbook
 from permissions.models import GrantSpec
 from tools.models import ToolSpec
 
@@ -58,6 +58,15 @@ class SquadSpec(BaseModel):
     def agent_id(self, agent: str) -> str:
         """The ``squad/agent`` name used by grants and the audit log."""
         return f"{self.name}/{agent}"
+
+    def playbook(self) -> Playbook:
+        """What the runbook brain needs of this squad, and nothing else."""
+        return Playbook(
+            title=self.title, description=self.description, example=self.example,
+            runbooks=self.runbooks, actions=self.actions,
+            programs=frozenset(t.argv[0] for t in self.tools if isinstance(t.argv[0], str)),
+            analyzers={t.name: t.analyze for t in self.tools},
+        )
 
     def tool(self, name: str) -> ToolSpec:
         for tool in self.tools:

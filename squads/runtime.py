@@ -75,7 +75,7 @@ class Conversation:
         self.squad = squad
         self.id = conversation_id
         self.actor = actor
-        self.brain = RunbookBrain(squad)
+        self.brain = RunbookBrain(squad.playbook())
         with config.sessions() as session:
             record = transcripts.get_conversation(session, conversation_id)
             saved = transcripts.load_state(session, conversation_id)

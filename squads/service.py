@@ -5,30 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from squads.settings.yaml_loader import safe_load
 from permissions.models import GrantSpec
+from squads.grants import BUILTIN_BUNDLES, BundleError, agent_grant, bundle_folders
+from squads.grants import read_yaml as _read_yaml
 from squads.models import SquadSpec
-from tools.models import Effect
-from tools.service import rule_text
 
-BUILTIN_BUNDLES = Path(__file__).parent / "bundles"
-
-
-class BundleError(ValueError):
-    """A bundle failed to load; the message names the file and the problem."""
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise BundleError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BundleError(f"{path}: expected a mapping at the top level")
-    return data
+__all__ = ["BUILTIN_BUNDLES", "BundleError", "default_grants", "load_bundle", "load_squads"]
 
 
 def load_bundle(folder: Path) -> SquadSpec:
@@ -52,12 +36,9 @@ def load_bundle(folder: Path) -> SquadSpec:
 def load_squads(extra_dirs: Iterable[Path] = ()) -> dict[str, SquadSpec]:
     """The built-in squads, then any bundles under ``extra_dirs`` (which may replace them)."""
     squads: dict[str, SquadSpec] = {}
-    for root in (BUILTIN_BUNDLES, *extra_dirs):
-        if not root.is_dir():
-            continue
-        for folder in sorted(p for p in root.iterdir() if (p / "squad.yaml").is_file()):
-            squad = load_bundle(folder)
-            squads[squad.name] = squad
+    for folder in bundle_folders((BUILTIN_BUNDLES, *extra_dirs)):
+        squad = load_bundle(folder)
+        squads[squad.name] = squad
     return squads
 
 
@@ -66,16 +47,6 @@ def default_grants(squads: Iterable[SquadSpec]) -> list[GrantSpec]:
     held for approval), plus each squad's extra grants."""
     grants: list[GrantSpec] = []
     for squad in squads:
-        for agent in squad.agents:
-            tools = [t for t in squad.tools if t.agent == agent]
-            grants.append(
-                GrantSpec(
-                    name=squad.agent_id(agent),
-                    description=f"Shipped default grant of {squad.agent_id(agent)}, from its tools",
-                    agents=[squad.agent_id(agent)],
-                    allow=[rule_text(t) for t in tools if t.effect is Effect.ALLOW],
-                    approve=[rule_text(t) for t in tools if t.effect is Effect.NEEDS_APPROVAL],
-                )
-            )
+        grants.extend(agent_grant(squad.name, agent, [t for t in squad.tools if t.agent == agent]) for agent in squad.agents)
         grants.extend(squad.grants)
     return grants

@@ -16,7 +16,7 @@ from squads.brain.intents import best_match, is_affirmative, is_negative, score,
 from squads.brain.explicit import explicit_command
 from squads.brain.service import RunbookBrain, State
 from squads.brain.steps import fill, fill_text, holds, merge_facts
-from squads.evals.models import find_scenarios, load_scenario
+from tools.executors.scenario import find_scenarios, load_scenario
 from permissions.validators import ValueRejected, from_spec
 from squads.models import SquadSpec
 from squads.service import load_squads
@@ -35,7 +35,7 @@ Respond = Callable[[Call], CallResult]
 
 def drive(squad: SquadSpec, text: str, state: State, respond: Respond | None = None) -> list[Say | Call]:
     """Run one brain turn the way the runtime does: send a CallResult for every Call."""
-    turn = RunbookBrain(squad).turn(text, state)
+    turn = RunbookBrain(squad.playbook()).turn(text, state)
     steps: list[Say | Call] = []
     result: CallResult | None = None
     while True:
@@ -287,7 +287,7 @@ def test_neither_affirmative_nor_negative(text: str) -> None:
 
 # -- explicit commands -------------------------------------------------------------------
 
-PROGRAMS = RunbookBrain(SQUADS["k8s"]).programs
+PROGRAMS = RunbookBrain(SQUADS["k8s"].playbook()).programs
 
 
 @pytest.mark.parametrize(
@@ -352,7 +352,7 @@ def test_run_prefix_followed_by_prose_is_not_a_command(text: str) -> None:
     ],
 )
 def test_prose_that_starts_with_a_program_name_is_not_a_command(squad: str, text: str) -> None:
-    argv = explicit_command(text, RunbookBrain(SQUADS[squad]).programs)
+    argv = explicit_command(text, RunbookBrain(SQUADS[squad].playbook()).programs)
     assert argv is None, (
         f"PRODUCT BUG: explicit_command({text!r}) = {argv!r}: any message whose first word is a known program "
         "is sent to the policy as a command instead of being diagnosed"

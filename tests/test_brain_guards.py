@@ -43,7 +43,7 @@ def test_imperatives_are_requests(squad: str, action: str, text: str) -> None:
 
 
 def _turn(squad: str, text: str, state: State) -> list[Say | Call]:
-    gen = RunbookBrain(SQUADS[squad]).turn(text, state)
+    gen = RunbookBrain(SQUADS[squad].playbook()).turn(text, state)
     out: list[Say | Call] = []
     result: CallResult | None = None
     while True:

@@ -20,7 +20,7 @@ from squads.accounts.api_tokens import authenticate_token, create_api_token
 from chat_server.app import create_app
 from squads.settings.env import Settings
 from squads.nodes.hub import Hub, Link
-from squads.nodes.models import NodeRecord
+from squads.nodes.tables import NodeRecord
 from squads.nodes.service import connection_state, create_node
 from squads.context import AppContext
 from squads.storage.db import session_scope

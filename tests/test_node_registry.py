@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from squads.audit.models import AuditRecord, RecordKind
 from squads.audit.service import verify
 from squads.settings.env import get_settings
-from squads.nodes.models import NodeRecord
+from squads.nodes.tables import NodeRecord
 from squads.nodes.service import (
     NodeNotFound,
     NodeRegistryError,

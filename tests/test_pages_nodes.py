@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from squads.audit.models import AuditRecord, RecordKind
 from squads.nodes.hub import NodeState
-from squads.nodes.models import NodeRecord
+from squads.nodes.tables import NodeRecord
 from squads.context import AppContext
 from squads.storage.db import session_scope
 from tests.web import as_user, site_with_users, web_client

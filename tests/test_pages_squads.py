@@ -15,7 +15,8 @@ from squads.audit.models import AuditRecord, RecordKind
 from squads.audit.service import verify
 from chat_server.pages_squads import argv_text
 from permissions.models import GrantSpec
-from permissions.service import GrantError, disable_grant, grant_records, save_grant, stored_grants
+from permissions.service import GrantError
+from permissions.store import disable_grant, grant_records, save_grant, stored_grants
 from squads.context import AppContext
 from squads.storage.db import session_scope
 from squads.storage.service import Database

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from squads.audit.models import AuditRecord, RecordKind
 from squads.audit.service import verify
-from squads.evals.models import load_scenario
+from tools.executors.scenario import load_scenario
 from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.runtime import Conversation, RuntimeConfig

@@ -91,3 +91,23 @@ def test_bundle_errors_name_the_file_and_problem(tmp_path: Path) -> None:
     (folder / "tools.yaml").write_text("tools: [unclosed\n")
     with pytest.raises(BundleError, match="tools.yaml: not valid YAML"):
         load_bundle(folder)
+
+
+def test_the_agents_defaults_from_yaml_alone_equal_the_control_planes() -> None:
+    """The node agent reads bundle YAML without squad models; it must arrive at the same grants."""
+    from squads.grants import default_grants_from_yaml
+    from squads.service import default_grants, load_squads
+
+    assert default_grants_from_yaml() == default_grants(load_squads().values())
+    assert len(default_grants_from_yaml()) > 4
+
+
+def test_a_broken_tools_file_names_itself_to_the_agent(tmp_path: Path) -> None:
+    from squads.grants import BundleError, default_grants_from_yaml
+
+    folder = tmp_path / "extra"
+    folder.mkdir()
+    (folder / "squad.yaml").write_text("name: extra\ntitle: X\ndescription: x\nagents: {a: {description: x}}\n")
+    (folder / "tools.yaml").write_text("tools:\n  - {name: t, agent: a, argv: [ls], effect: sometimes}\n")
+    with pytest.raises(BundleError, match=r"extra/tools\.yaml"):
+        default_grants_from_yaml([tmp_path])

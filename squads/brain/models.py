@@ -156,3 +156,19 @@ class RunbookBundle(BaseModel):
 
     runbooks: list[Runbook] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """The brain's whole view of a squad: what it can plan and how each tool's output is read.
+
+    A narrow input of the brain's own, so the brain never imports the squad models (which
+    import the brain's runbook types): ``SquadSpec.playbook()`` builds one."""
+
+    title: str
+    description: str
+    example: str
+    runbooks: list[Runbook]
+    actions: list[Action]
+    programs: frozenset[str]  # what an explicit command may name (each tool's program)
+    analyzers: dict[str, str | None]  # tool name -> the analyzer that reads its output

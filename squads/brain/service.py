@@ -18,10 +18,9 @@ from squads.brain.explicit import explicit_command
 from squads.brain.extract import SUBJECT_SLOTS, Extraction, all_paths, extract
 from squads.brain.intents import best_match, is_affirmative, is_negative, trigger_matches, words
 from squads.brain.parsers.logs import find_host_ports
-from squads.brain.models import Action, Analysis, Facts, Finding, Runbook, Severity, Step
+from squads.brain.models import Action, Analysis, Facts, Finding, Playbook, Runbook, Severity, Step
 from squads.brain.steps import PLACEHOLDER, fill, fill_text, forget_evidence, holds, merge_facts, next_step
 from prompts.service import render
-from squads.models import SquadSpec
 from transcripts.redact import redact
 
 MAX_MESSAGE = 8000
@@ -101,9 +100,9 @@ def _first_group_hits(trigger: str, word: str) -> bool:
 class RunbookBrain:
     """The offline planner for one squad."""
 
-    def __init__(self, squad: SquadSpec) -> None:
-        self.squad = squad
-        self.programs = {t.argv[0] for t in squad.tools if isinstance(t.argv[0], str)}
+    def __init__(self, playbook: Playbook) -> None:
+        self.squad = playbook
+        self.programs = set(playbook.programs)
 
     # -- entry point -----------------------------------------------------------------
     def turn(self, text: str, state: State) -> Turn:
@@ -251,12 +250,12 @@ class RunbookBrain:
             return
         analysis = Analysis()
         if result.status == "ran":
-            tool = self.squad.tool(result.tool) if result.tool else None
+            analyzer = self.squad.analyzers[result.tool] if result.tool else None
             output = Output(
                 argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout,
                 stderr=result.stderr, tool=result.tool,
             )
-            analysis = analyze(tool.analyze if tool else None, output, state.facts)
+            analysis = analyze(analyzer, output, state.facts)
             merge_facts(state.facts, analysis.facts)
         ordered = sorted(analysis.findings, key=lambda f: -f.severity)
         yield Say(render("replies/explicit", summary=analysis.summary, findings=ordered, **fields))
@@ -318,8 +317,7 @@ class RunbookBrain:
                 argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout, stderr=result.stderr,
                 tool=step.tool, item=item, params=params,
             )
-            tool = self.squad.tool(step.tool)
-            analysis = analyze(step.analyze or tool.analyze, output, facts)
+            analysis = analyze(step.analyze or self.squad.analyzers[step.tool], output, facts)
             merge_facts(facts, analysis.facts)
             findings.extend(f for f in analysis.findings if f not in findings)
             if all(c.argv != result.argv for c in checked):  # a reused output is listed once

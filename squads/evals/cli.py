@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from squads.evals.models import ScenarioError, find_scenarios, load_scenario
+from tools.executors.scenario import ScenarioError, find_scenarios, load_scenario
 from squads.evals.runner import ScenarioReport, run_scenario
 from squads.service import load_squads
 from squads.storage.service import open_database

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from squads.evals.models import Mention, Scenario, ScenarioExpect, TurnExpect
+from tools.executors.scenario import Mention, Scenario, ScenarioExpect, TurnExpect
 from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.models import SquadSpec

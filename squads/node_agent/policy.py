@@ -36,7 +36,7 @@ from permissions.engine import PolicyEngine
 from permissions.models import GrantSpec, NodeContext
 from permissions.programs import ProgramSpec, load_programs, programs_from_document
 from permissions.service import GrantError, parse_grants
-from squads.service import default_grants, load_squads
+from squads.grants import default_grants_from_yaml
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -114,7 +114,7 @@ def load_policy(path: Path | None) -> LocalPolicy:
         node = NodeConfig(name="node", **doc.node.model_dump())
     except (ValueError, GrantError, ValidationError) as exc:
         raise PolicyError(str(exc)) from None
-    defaults = default_grants(load_squads().values()) if doc.defaults != "none" else []
+    defaults = default_grants_from_yaml() if doc.defaults != "none" else []
     if doc.defaults == "read-only":
         defaults = [_read_only(g) for g in defaults]
     engine = PolicyEngine(defaults=defaults, grants=grants, programs=programs, resolve_path=os.path.realpath)

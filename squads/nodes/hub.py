@@ -47,7 +47,8 @@ from squads.node_agent.protocol import (
     unpack_chunk,
 )
 from squads.audit.service import display_text
-from squads.nodes.models import NodeConfig, NodeRecord, node_config
+from squads.nodes.models import NodeConfig, node_config
+from squads.nodes.tables import NodeRecord
 from squads.storage.db import session_scope
 from tools.executors.base import ExecResult, Interrupted, NodeRefused, NotRun, RunContext, output_digest
 from tools.executors.local import decode_output

@@ -6,11 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sqlalchemy import Boolean, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
-
 from permissions.argv import Refused, check_hygiene
-from squads.storage.db import Base
 from permissions.models import NodeContext
 from permissions.validators import normalise_path
 
@@ -104,24 +100,3 @@ def node_config(name: str, labels: dict[str, str], programs: dict[str, str]) -> 
         return NodeConfig(name=name, labels=labels, programs=programs)
     except ValueError:
         return NodeConfig(name=name, labels=labels)
-
-
-class NodeRecord(Base):
-    """A node whose agent connects to this control plane. Its token is stored only as a hash."""
-
-    __tablename__ = "nodes"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    labels: Mapped[str] = mapped_column(Text, default="{}")
-    token_sha256: Mapped[str] = mapped_column(String(64))
-    token_generation: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[str] = mapped_column(String(40))
-    created_by: Mapped[str | None] = mapped_column(String(200))
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    last_seen: Mapped[str | None] = mapped_column(String(40))
-    # Written by the control plane's hub (batched); None while no agent is connected.
-    connected_since: Mapped[str | None] = mapped_column(String(40))
-    connected_from: Mapped[str | None] = mapped_column(String(100))
-    agent_version: Mapped[str | None] = mapped_column(String(64))
-    facts: Mapped[str] = mapped_column(Text, default="{}")

@@ -20,7 +20,8 @@ from squads.audit.models import RecordKind
 from squads.accounts.credentials import matches, new_secret, secret_hash
 from squads.audit.service import append
 from squads.settings.yaml_loader import safe_load
-from squads.nodes.models import LOCAL_NODE, NodeConfig, NodeRecord, node_config
+from squads.nodes.models import LOCAL_NODE, NodeConfig, node_config
+from squads.nodes.tables import NodeRecord
 
 
 class NodeNotFound(LookupError):

@@ -1,4 +1,8 @@
-"""The scenario file format of ``../shared/scenarios/FORMAT.md`` as pydantic models."""
+"""The scenario file format of ``../shared/scenarios/FORMAT.md`` as pydantic models.
+
+It lives next to the fixture executor because a scenario is mostly fixtures: the lab
+(``squads chat --lab``) and ``squads eval`` both read it; the eval keeps only the runner.
+"""
 
 from __future__ import annotations
 
