@@ -27,6 +27,7 @@ bench: $(BIN)/.installed services
 	$(BIN)/python benchmarks/eval_bench.py
 	$(BIN)/python benchmarks/roundtrip_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
+	$(BIN)/python benchmarks/startup_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

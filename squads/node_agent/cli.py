@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from squads.node_agent.install import TOKEN_PATH, install_command, squads_executable, unit_text, write_files
-from squads.node_agent.policy import PolicyError, load_policy
-from squads.node_agent.service import (
-    EXIT_CONFIG,
-    Agent,
-    AgentConfigError,
-    AgentOptions,
-    AgentStopped,
-    agent_url,
-    check_token,
-    read_token,
-    tls_context,
-)
+if TYPE_CHECKING:
+    from squads.node_agent.service import Agent
+
+# The agent's modules are imported inside the commands: `squads agent --help` and the
+# installer's checks start fast, and only a running agent loads websockets and the engine.
 
 app = typer.Typer(help="The node agent: connects out to the control plane and runs what both policies allow.",
                   invoke_without_command=True)
 
 
 def _fail(message: str) -> typer.Exit:
+    from squads.node_agent.service import EXIT_CONFIG
+
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(EXIT_CONFIG)
 
@@ -50,6 +42,13 @@ def agent_command(
     """Run the agent (give --server, --node-id and --token-file)."""
     if ctx.invoked_subcommand is not None:
         return
+    import asyncio
+
+    from squads.node_agent.policy import PolicyError, load_policy
+    from squads.node_agent.service import (
+        Agent, AgentConfigError, AgentOptions, AgentStopped, agent_url, read_token, tls_context,
+    )
+
     if not (server and node_id and token_file):
         raise _fail("give --server, --node-id and --token-file (or `squads agent install --help`)")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
@@ -72,6 +71,9 @@ def agent_command(
 
 
 async def _run(agent: Agent) -> None:
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.stop()))
@@ -92,6 +94,10 @@ def install(
     print_command: Annotated[bool, typer.Option(help="Only print the one-line install command.")] = False,
 ) -> None:
     """Write /etc/squads/node-token and the systemd unit; print what to run next."""
+    from squads.node_agent.install import TOKEN_PATH, install_command, squads_executable, unit_text, write_files
+    from squads.node_agent.policy import PolicyError, load_policy
+    from squads.node_agent.service import AgentConfigError, agent_url, check_token, read_token
+
     try:
         if token_stdin == (token_file is not None):
             raise AgentConfigError("give the token with exactly one of --token-stdin or --token-file")
