@@ -18,7 +18,10 @@ demo: $(BIN)/.installed
 services: $(BIN)/.installed
 	$(BIN)/python scripts/ensure_services.py
 
+# Lint and types first: both pass today, and this keeps them that way.
 test: $(BIN)/.installed services
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed services

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 from rich.console import Console
 from rich.table import Table
 
@@ -102,7 +104,7 @@ def reset_command(username: str, actor: Annotated[str, typer.Option()] = "cli") 
     typer.echo(f"one-time password for {username} (shown once; it must be changed at next sign-in): {password}")
 
 
-def _apply(change, done: str) -> None:  # type: ignore[no-untyped-def]
+def _apply(change: Callable[[Session], object], done: str) -> None:
     context = load_context()
     try:
         with session_scope(context.db.sessions) as session:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # Stable constraint names keep Alembic migrations identical on both backends.
@@ -56,7 +57,7 @@ def _sqlite_immediate_transactions(engine: Engine, *, readonly: bool = False) ->
     # read the audit chain head and append after it. BEGIN IMMEDIATE takes the
     # write lock up front (SQLAlchemy's documented pysqlite recipe).
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # the driver's connection: untyped DB-API
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -65,7 +66,7 @@ def _sqlite_immediate_transactions(engine: Engine, *, readonly: bool = False) ->
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
