@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tables", ("permissions.tables", "squads.nodes.tables")),
     ("policy", ("permissions", "permissions.*")),
     ("foundation", ("squads", "squads.settings", "squads.settings.*", "squads.storage", "squads.storage.db",
+                    "squads.storage.lookup",
                     "transcripts.redact")),
 )
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from squads.accounts.token_models import ApiToken
 from squads.accounts.credentials import matches, new_secret, secret_hash
+from squads.storage.lookup import AmbiguousId, id_by_prefix
 
 TOKEN = re.compile(r"sqa_(?P<id>[0-9a-f]{32})\.(?P<secret>[A-Za-z0-9_-]{20,100})")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,98}[A-Za-z0-9]|[A-Za-z0-9]")
@@ -90,6 +91,18 @@ def revoke_api_token(session: Session, *, ref: str) -> ApiToken:
         raise TokenError(f"no API token {ref!r}; `squads token list` shows them")
     record.revoked = True
     return record
+
+
+def resolve_token_ref(session: Session, ref: str) -> str:
+    """A token name, id, or unique id prefix (at least 4 characters), as the exact id or name.
+
+    For people typing at the CLI; ``TokenError`` lists the ids when a prefix is ambiguous."""
+    if session.scalar(select(ApiToken.id).where(ApiToken.name == ref)) is not None:
+        return ref
+    try:
+        return id_by_prefix(session, ApiToken.id, ref, what="API token") or ref
+    except AmbiguousId as exc:
+        raise TokenError(str(exc)) from None
 
 
 def list_api_tokens(session: Session, *, user_id: int | None = None) -> list[ApiToken]:

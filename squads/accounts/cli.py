@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from squads.context import load_context
 from squads.storage.db import session_scope
@@ -60,7 +60,9 @@ def list_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("user", "role", "state", "created", "password changed")
+    # The username is what people type into the other `squads user` commands: never cut or wrapped.
+    table = Table(Column("user", no_wrap=True, min_width=max((len(str(r["username"])) for r in rows), default=4)),
+                  "role", "state", "created", "password changed")
     for r in rows:
         state = "disabled" if r["disabled"] else ("must change password" if r["must_change_password"] else "active")
         table.add_row(str(r["username"]), str(r["role"]), state, str(r["created_at"]), str(r["password_changed_at"] or "-"))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from squads.accounts.api_tokens import TokenError, create_api_token, list_api_tokens, revoke_api_token
+from squads.accounts.api_tokens import TokenError, create_api_token, list_api_tokens, resolve_token_ref, revoke_api_token
 from squads.context import load_context
 from squads.storage.db import session_scope
 
@@ -51,7 +51,7 @@ def revoke_command(token: Annotated[str, typer.Argument(help="Token id or name."
     context = load_context()
     try:
         with session_scope(context.db.sessions) as session:
-            name = revoke_api_token(session, ref=token).name
+            name = revoke_api_token(session, ref=resolve_token_ref(session, token)).name
     except TokenError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from squads.audit.service import display_text
@@ -19,6 +19,7 @@ from squads.nodes.service import (
     NodeRegistryError,
     create_node,
     list_registered,
+    resolve_node_ref,
     revoke_node,
     rotate_token,
 )
@@ -85,7 +86,9 @@ def list_command(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("name", "id", "labels", "state", "last seen", "agent", "os")
+    # Names and ids are what people type into `rotate` and `revoke`: never cut or wrapped.
+    table = Table(*(Column(key, no_wrap=True, min_width=max((len(r[key]) for r in rows), default=2)) for key in ("name", "id")),
+                  "labels", "state", "last seen", "agent", "os")
     for r in rows:
         labels = ", ".join(f"{k}={v}" for k, v in r["labels"].items())
         table.add_row(Text(r["name"]), r["id"], Text(display_text(labels)), r["state"], r["last_seen"] or "never",
@@ -103,7 +106,7 @@ def rotate_command(
     context = load_context()
     try:
         with session_scope(context.db.sessions) as session:
-            issued = rotate_token(session, ref=node, actor=actor)
+            issued = rotate_token(session, ref=resolve_node_ref(session, node), actor=actor)
     except (NodeRegistryError, NodeNotFound) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -119,7 +122,7 @@ def revoke_command(
     context = load_context()
     try:
         with session_scope(context.db.sessions) as session:
-            record = revoke_node(session, ref=node, actor=actor)
+            record = revoke_node(session, ref=resolve_node_ref(session, node), actor=actor)
             name = record.name
     except NodeNotFound as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -22,6 +22,7 @@ from squads.audit.service import append
 from squads.settings.yaml_loader import safe_load
 from squads.nodes.models import LOCAL_NODE, NodeConfig, node_config
 from squads.nodes.tables import NodeRecord
+from squads.storage.lookup import AmbiguousId, id_by_prefix
 
 
 class NodeNotFound(LookupError):
@@ -133,6 +134,18 @@ def find_node(session: Session, ref: str) -> NodeRecord:
     if record is None:
         raise NodeNotFound(f"no registered node {ref!r}; `squads node list` shows them")
     return record
+
+
+def resolve_node_ref(session: Session, ref: str) -> str:
+    """A node name, a node id, or a unique prefix (at least 4 characters) of an id, as the exact id or name.
+
+    For people typing at the CLI; ``NodeNotFound`` lists the ids when a prefix is ambiguous."""
+    if session.scalar(select(NodeRecord.id).where(NodeRecord.name == ref)) is not None:
+        return ref
+    try:
+        return id_by_prefix(session, NodeRecord.id, ref, what="node") or ref
+    except AmbiguousId as exc:
+        raise NodeNotFound(str(exc)) from None
 
 
 def rotate_token(session: Session, *, ref: str, actor: str | None) -> IssuedToken:
