@@ -8,6 +8,7 @@ loaded squads with ``agent_grant``, so both sides agree (a test compares them).
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -37,12 +38,35 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
+def check_private(folder: Path) -> None:
+    """Refuse a site bundle that anyone but its owner could change.
+
+    A site bundle's tools become default grants and its analyzers run in the control plane, so
+    its folder, every file and folder in it, and the directory that holds it must not be group-
+    or world-writable. Raises BundleError naming the path and the fix."""
+    for path in [folder.parent, folder, *sorted(folder.rglob("*"))]:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            who = "world" if mode & stat.S_IWOTH else "group"
+            raise BundleError(
+                f"{path}: refusing to load the site bundle {folder.name}: {path} is {who}-writable "
+                f"(mode {stat.S_IMODE(mode):o}), and a bundle's tools and analyzers act for the control plane; "
+                f"make the config directory writable by its owner only (chmod go-w {path})"
+            )
+
+
 def bundle_folders(roots: Iterable[Path]) -> list[Path]:
-    """Every folder holding a ``squad.yaml`` directly under each root, roots in order, names sorted."""
+    """Every folder holding a ``squad.yaml`` directly under each root, roots in order, names sorted.
+
+    Folders outside the shipped ``squads/bundles/`` are site bundles and must pass ``check_private``."""
     folders: list[Path] = []
     for root in roots:
         if root.is_dir():
-            folders.extend(sorted(p for p in root.iterdir() if (p / "squad.yaml").is_file()))
+            found = sorted(p for p in root.iterdir() if (p / "squad.yaml").is_file())
+            if root.resolve() != BUILTIN_BUNDLES.resolve():
+                for folder in found:
+                    check_private(folder)
+            folders.extend(found)
     return folders
 
 

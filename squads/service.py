@@ -1,25 +1,37 @@
-"""Loading squad bundles and the default grants they ship."""
+"""Loading squad bundles and the default grants they ship.
+
+A bundle is one folder: its YAML (``squad.yaml``, ``tools.yaml``, ``grants.yaml``,
+``runbooks.yaml``, ``slots.yaml``) and its Python (``analyzers.py`` or ``analyzers/``, and the
+parsers those import). Bundles are discovered: every folder with a ``squad.yaml`` under
+``squads/bundles/`` and under the site's ``$SQUADS_CONFIG_DIR/squads/``.
+"""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from permissions.models import GrantSpec
+from squads.brain.extract import compile_slots
+from squads.bundle_check import check_analyzers, check_references, where
+from squads.bundle_code import load_analyzers
 from squads.grants import BUILTIN_BUNDLES, BundleError, agent_grant, bundle_folders
 from squads.grants import read_yaml as _read_yaml
 from squads.models import SquadSpec
+
+# The files of a bundle besides squad.yaml, and the top-level keys each may hold.
+FILES = (("tools", ("tools",)), ("grants", ("grants",)), ("runbooks", ("runbooks", "actions")), ("slots", ("slots",)))
 
 __all__ = ["BUILTIN_BUNDLES", "BundleError", "check_analyzers", "default_grants", "load_bundle", "load_squads"]
 
 
 def load_bundle(folder: Path) -> SquadSpec:
-    """Load ``squad.yaml`` plus optional ``tools.yaml``, ``grants.yaml`` and ``runbooks.yaml``."""
+    """Load ``squad.yaml`` plus optional ``tools.yaml``, ``grants.yaml``, ``runbooks.yaml`` and
+    ``slots.yaml``, import the bundle's analyzers, and check the YAML against them (``squads.bundle_check``)."""
     data = _read_yaml(folder / "squad.yaml")
-    for extra, keys in (("tools", ("tools",)), ("grants", ("grants",)), ("runbooks", ("runbooks", "actions"))):
+    for extra, keys in FILES:
         path = folder / f"{extra}.yaml"
         if path.exists():
             content = _read_yaml(path)
@@ -27,42 +39,19 @@ def load_bundle(folder: Path) -> SquadSpec:
             if unknown:
                 raise BundleError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected {list(keys)}")
             for key in keys:
-                data[key] = content.get(key, [])
+                data[key] = content.get(key) or ([] if key != "slots" else {})
     try:
         squad = SquadSpec.model_validate(data)
     except ValidationError as exc:
         raise BundleError(f"squad bundle {folder}: {exc}") from exc
-    check_analyzers(folder, squad)
-    return squad
-
-
-def _where(folder: Path, name: str) -> Path:
-    # The file an entry came from: its own file when the bundle has one, else squad.yaml.
-    return folder / name if (folder / name).exists() else folder / "squad.yaml"
-
-
-def check_analyzers(folder: Path, squad: SquadSpec) -> None:
-    """Every analyzer a tool or a runbook step names exists.
-
-    A typo fails when the bundle loads, naming the file and the entry (and the closest
-    known name), instead of at run time with a ``KeyError``."""
-    from squads.brain.analyzers import registry  # the analyzers, only when a bundle is checked
-
-    known = set(registry())
-
-    def unknown(name: str) -> str:
-        close = difflib.get_close_matches(name, known, n=1)
-        return f"unknown analyzer {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-
-    for tool in squad.tools:
-        if tool.analyze is not None and tool.analyze not in known:
-            raise BundleError(f"{_where(folder, 'tools.yaml')}: tool {tool.name}: {unknown(tool.analyze)}")
-    for runbook in squad.runbooks:
-        steps = [*runbook.steps, *(s for offer in runbook.offers for s in offer.steps)]
-        for number, step in enumerate(steps, start=1):
-            if step.analyze is not None and step.analyze not in known:
-                raise BundleError(f"{_where(folder, 'runbooks.yaml')}: runbook {runbook.name}, step {number} "
-                                  f"({step.tool}): {unknown(step.analyze)}")
+    try:
+        compile_slots(squad.slots)
+    except ValueError as exc:
+        raise BundleError(f"{where(folder, 'slots.yaml')}: {exc}") from None
+    registry = load_analyzers(folder)
+    check_analyzers(folder, squad, registry)
+    check_references(folder, squad, registry)
+    return squad.with_analyzers(registry)
 
 
 def load_squads(extra_dirs: Iterable[Path] = ()) -> dict[str, SquadSpec]:

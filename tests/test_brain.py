@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from squads.brain.actions import Call, CallResult, Say
-from squads.brain.extract import SLOT_TYPES, extract, validate_slot
+from squads.brain import extract as extraction
 from squads.brain.intents import best_match, is_affirmative, is_negative, score, trigger_matches, words
 from squads.brain.explicit import explicit_command
 from squads.brain.service import RunbookBrain, State
@@ -29,6 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 SCENARIO_DIRS = [PUBLIC_SCENARIOS, REPO / "tests" / "scenarios"]
 SQUADS = load_squads()
 K8S_NAME = from_spec("k8s_name").describe
+# Every slot the shipped squads define (each squad extracts only its own).
+VOCABULARY = {name: slot for squad in SQUADS.values() for name, slot in squad.playbook().slots.items()}
+
+
+def extract(text: str, slots: list[str] | None = None) -> extraction.Extraction:
+    return extraction.extract(text, VOCABULARY, slots)
+
+
+def validate_slot(slot: str, value: str) -> str:
+    return extraction.validate_slot(VOCABULARY, slot, value)
 
 Respond = Callable[[Call], CallResult]
 
@@ -184,8 +194,10 @@ def test_extract_never_accepts_a_truncated_prefix_of_a_hostile_token(text: str, 
 
 
 def test_every_slot_type_is_a_known_validator() -> None:
-    for slot, spec in SLOT_TYPES.items():
-        assert from_spec(spec).name, slot
+    assert set(VOCABULARY) >= {"namespace", "pod", "service", "deployment", "container", "app", "replicas",
+                               "pid", "path", "server"}
+    for slot, spec in VOCABULARY.items():
+        assert from_spec(spec.type).name, slot
 
 
 # -- intents -----------------------------------------------------------------------------

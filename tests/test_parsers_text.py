@@ -1,4 +1,4 @@
-"""Tests for the text parsers in squads.brain.parsers.logs, .system and .postgres."""
+"""Tests for the text parsers in squads.brain.parsers.logs and .system, and squads.bundles.database.postgres."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from squads.brain.parsers.logs import (
     parse_upstream,
     ssh_events,
 )
-from squads.brain.parsers.postgres import format_duration, parse_interval, parse_lsclusters, parse_unaligned
+from squads.bundles.database.postgres import format_duration, parse_interval, parse_lsclusters, parse_unaligned
 from squads.brain.parsers.system import (
     Process,
     listening_on,

@@ -1,5 +1,8 @@
 """Pulling the values a runbook needs (pod, namespace, unit, pid, ...) out of a message.
 
+Each squad names its slots in its bundle's ``slots.yaml`` (a validator and patterns);
+the slots several squads share (``path``, ``pid``) are defined here once.
+
 Everything found here is untrusted text. Each value is checked by the same
 validator its tool parameter uses, so a value that would be refused later is
 refused now, with a message that says what a valid one looks like.
@@ -8,10 +11,11 @@ refused now, with a message that says what a valid one looks like.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from permissions.validators import ValueRejected, from_spec
+from squads.brain.models import Slot, SlotSpec
 
 # Words that follow "pod", "service", "in", ... in ordinary sentences but are never names.
 STOPWORDS = frozenset(
@@ -31,69 +35,60 @@ STOPWORDS = frozenset(
 # Up to white space or a comma: a token with shell punctuation is captured whole and
 # then fails its validator, rather than being silently cut down to a valid prefix.
 NAME = r"([^\s,]+)"
-SLOT_TYPES: dict[str, str] = {
-    "namespace": "k8s_name",
-    "pod": "k8s_name",
-    "service": "k8s_name",
-    "deployment": "k8s_name",
-    "container": "k8s_name",
-    "app": "k8s_name",
-    "replicas": "int:0..1000",
-    "pid": "pid",
-    "path": "path:/",
-    "server": "enum:nginx,apache2,httpd",
-}
+SHARED_SLOT = "shared"  # in slots.yaml, ``path: shared`` takes the brain's own definition
 
-# Slots that name what a question is about; a new question forgets the previous subject
-# (the namespace, the server and the node carry over).
-SUBJECT_SLOTS = ("pod", "service", "deployment", "container", "app", "pid", "path", "replicas")
-
-PATTERNS: dict[str, list[re.Pattern[str]]] = {
-    slot: [re.compile(p, re.IGNORECASE) for p in patterns]
-    for slot, patterns in {
-        "namespace": [
-            rf"\bnamespace\s*[:=]\s*{NAME}",
-            rf"\S\s+in\s+(?:the\s+)?{NAME}\s+(?:namespace|ns)\b",  # "cart-api in the checkout namespace"
-            rf"(?:^|\s)(?:-n|--namespace)[=\s]+{NAME}",
-            rf"\bns\s*[:=]\s*{NAME}",
-            rf"\bns\s+{NAME}",
-            rf"(?:^|\s){NAME}\s+namespace\b",
-            rf"\bnamespace\s+{NAME}",
-            rf"\b(?:shipped|deployed|released|rolled\s+out|pushed|promoted)\s+\S+\s+(?:to|into|in)\s+{NAME}",
-            rf"\bin\s+(?:the\s+)?{NAME}",  # loose: see SOFT
-        ],
-        "pod": [
-            rf"\bpods?/{NAME}",
-            rf"\bpod\s*[:=]\s*{NAME}",
-            rf"\bpod\s+(?:named\s+|called\s+)?{NAME}",
-            r"(?<![\w-])([a-z][a-z0-9-]{0,200}-[a-z0-9]{6,10}-[a-z0-9]{5})(?![\w-])",
-        ],
-        "service": [
-            rf"\b(?:svc|service)/{NAME}",
-            rf"\b(?:service|svc)\s*[:=]\s*{NAME}",
-            rf"\b(?:service|svc)\s+(?:named\s+|called\s+)?{NAME}",
-        ],
-        "deployment": [
-            rf"\b(?:deploy|deployment)/{NAME}",
-            rf"\bdeployment\s*[:=]\s*{NAME}",
-            rf"\bdeployment\s+(?:named\s+|called\s+)?{NAME}",
-            rf"(?:^|\s){NAME}\s+deployment\b",
-            rf"\bscale\s+(?:the\s+)?(?:up\s+|down\s+)?{NAME}",
-        ],
-        "container": [rf"\bcontainer\s*[:=]?\s*{NAME}", rf"(?:^|\s)-c\s+{NAME}"],
-        "app": [rf"(?:^|\s){NAME}\s+(?:pods|app|application|containers|deploy|deployment|rollout|release|statefulset|sts|daemonset|job|cronjob)\b"],
-        "replicas": [rf"--replicas[=\s]+{NAME}", r"\bto\s+(\d[^\s,]*)", r"\b(\d+)\s+replicas?\b"],
-        "pid": [rf"\bpid\s*[:=#]?\s*{NAME}", r"\b(?:backend|session|process|connection)\s+(\d[^\s,]*)"],
+# Slots more than one squad uses, defined once. ``path`` is also the engine's own: a runbook's
+# ``seed_paths`` takes every path in the message that this slot would accept.
+SHARED: dict[str, Slot] = {
+    "path": Slot(
+        name="path", type="path:/",
         # Not the "//host" of a URL, nor a fragment of a relative path; captured up to white space so
         # that "/var/log/x/$(id)" is refused whole rather than cut down to "/var/log/x".
-        "path": [r"(?<![\w.~/:-])(/(?!/)[^\s,'\"`]*[^\s,'\"`.;:!?)])"],
-        "server": [r"\b(nginx|apache2?|httpd)\b"],
-    }.items()
+        patterns=(re.compile(r"(?<![\w.~/:-])(/(?!/)[^\s,'\"`]*[^\s,'\"`.;:!?)])", re.IGNORECASE),),
+    ),
+    "pid": Slot(
+        name="pid", type="pid",
+        patterns=tuple(re.compile(p, re.IGNORECASE)
+                       for p in (rf"\bpid\s*[:=#]?\s*{NAME}", r"\b(?:backend|session|process|connection)\s+(\d[^\s,]*)")),
+    ),
 }
-ALIASES = {"server": {"apache": "apache2"}}
-# Loose patterns ("in X") match much ordinary prose ("in ImagePullBackOff", "in a loop"): a
-# candidate from them that fails its validator is skipped, not reported; it is never cut down.
-SOFT = {("namespace", PATTERNS["namespace"][-1].pattern), ("namespace", PATTERNS["namespace"][-2].pattern)}
+
+
+def compile_slots(specs: Mapping[str, SlotSpec | str]) -> dict[str, Slot]:
+    """A bundle's slot vocabulary from its ``slots.yaml`` entries (``name: shared`` or a ``SlotSpec``).
+
+    Raises ValueError naming the slot when a type is no validator, a pattern does not compile or
+    captures nothing, or a shared slot does not exist."""
+    vocabulary: dict[str, Slot] = {}
+    for name, spec in specs.items():
+        if isinstance(spec, str):
+            if spec != SHARED_SLOT or name not in SHARED:
+                raise ValueError(f"slot {name}: {spec!r} is not a definition; write 'shared' for one of "
+                                 f"{sorted(SHARED)}, or a mapping with type and patterns")
+            vocabulary[name] = SHARED[name]
+            continue
+        try:
+            from_spec(spec.type)
+        except ValueError as exc:
+            raise ValueError(f"slot {name}: type {spec.type!r}: {exc}") from None
+        patterns: list[re.Pattern[str]] = []
+        soft: set[int] = set()
+        for index, entry in enumerate(spec.patterns):
+            text, loose = (entry, False) if isinstance(entry, str) else (entry.pattern, entry.soft)
+            try:
+                compiled = re.compile(text.replace("{name}", NAME), re.IGNORECASE)
+            except re.error as exc:
+                raise ValueError(f"slot {name}: pattern {text!r} is not a regular expression: {exc}") from None
+            if compiled.groups < 1:
+                raise ValueError(f"slot {name}: pattern {text!r} captures nothing; its group 1 is the value")
+            patterns.append(compiled)
+            if loose:
+                soft.add(index)
+        vocabulary[name] = Slot(
+            name=name, type=spec.type, patterns=tuple(patterns), soft=frozenset(soft),
+            aliases={k.lower(): v for k, v in spec.aliases.items()}, lower=spec.lower, keep=spec.keep,
+        )
+    return vocabulary
 
 
 @dataclass
@@ -105,53 +100,55 @@ class Extraction:
     text: str = ""
 
 
-def _candidates(slot: str, text: str) -> Iterable[tuple[str, bool]]:
+def _candidates(slot: Slot, text: str) -> Iterable[tuple[str, bool]]:
     """(value, soft) for each plausible value, most specific pattern first."""
-    for pattern in PATTERNS[slot]:
-        soft = (slot, pattern.pattern) in SOFT
+    for index, pattern in enumerate(slot.patterns):
         for match in pattern.finditer(text):
             value = match.group(1).rstrip(".,:!?'\"").lstrip("('\"")
             if value.endswith(")") and "(" not in value:
                 value = value[:-1]  # "(pod foo)" but not "$(id)"
             if value.lower() in STOPWORDS:
                 continue
-            yield ALIASES.get(slot, {}).get(value.lower(), value), soft
+            yield slot.aliases.get(value.lower(), value), index in slot.soft
 
 
-def extract(text: str, slots: Iterable[str] = SLOT_TYPES) -> Extraction:
-    """The first plausible value of each slot in ``text``, validated.
+def extract(text: str, vocabulary: Mapping[str, Slot], slots: Iterable[str] | None = None) -> Extraction:
+    """The first plausible value of each slot of ``vocabulary`` (or only of ``slots``) in ``text``, validated.
 
     Patterns are tried most specific first, and the first candidate decides: a
     candidate that fails its validator is an error, never a reason to try a
     looser pattern that might pick a valid-looking piece of the same token."""
     found = Extraction(text=text)
-    for slot in slots:
-        if slot not in PATTERNS:
+    for name in vocabulary if slots is None else slots:
+        slot = vocabulary.get(name)
+        if slot is None:
             continue
-        validator = from_spec(SLOT_TYPES[slot])
+        validator = from_spec(slot.type)
         for value, soft in _candidates(slot, text):
-            if slot == "server":
+            if slot.lower:
                 value = value.lower()
             if soft and not validator.check(value):
                 continue
             try:
-                found.values[slot] = validator.validate(value, what=slot)
+                found.values[name] = validator.validate(value, what=name)
             except ValueRejected as exc:
-                found.errors[slot] = str(exc)
+                found.errors[name] = str(exc)
             break
     return found
 
 
-def validate_slot(slot: str, value: str) -> str:
+def validate_slot(vocabulary: Mapping[str, Slot], slot: str, value: str) -> str:
     """Check one value against its slot's validator (raises ``ValueRejected``)."""
-    return from_spec(SLOT_TYPES.get(slot, "any")).validate(value, what=slot)
+    spec = vocabulary.get(slot)
+    return from_spec(spec.type if spec else "any").validate(value, what=slot)
 
 
 def all_paths(text: str) -> list[str]:
     """Every absolute path in ``text`` that passes the path validator, in order, once each."""
-    validator = from_spec(SLOT_TYPES["path"])
+    path = SHARED["path"]
+    validator = from_spec(path.type)
     found: list[str] = []
-    for match in PATTERNS["path"][0].finditer(text):
+    for match in path.patterns[0].finditer(text):
         value = match.group(1).rstrip(".,:!?'\"")
         if validator.check(value) and value not in found:
             found.append(value)

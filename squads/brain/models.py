@@ -17,6 +17,7 @@ every branch.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -56,6 +57,32 @@ class Analysis:
 
     def add(self, code: str, severity: Severity, text: str, **data: Any) -> None:
         self.findings.append(Finding(code=code, severity=severity, text=text, data=data))
+
+
+@dataclass(frozen=True)
+class Registered:
+    """An analyzer and what it declares it may produce: the fact names it sets and the codes of
+    its findings. The declarations are the contract a bundle's YAML is checked against when it
+    loads (a runbook's ``when``, ``foreach`` and ``advice`` may only name what its analyzers produce)."""
+
+    name: str
+    fn: Callable[[Any, Facts], Analysis]  # (Output, facts) -> Analysis
+    facts: frozenset[str]
+    codes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A value the brain pulls out of a message (a pod, a pid, a path): its validator and its
+    patterns, most specific first. Built from a bundle's ``slots.yaml`` (``SlotSpec``)."""
+
+    name: str
+    type: str  # validator spec, as a tool parameter spells it
+    patterns: tuple[re.Pattern[str], ...]
+    soft: frozenset[int] = frozenset()  # loose patterns: a candidate that fails the validator is skipped
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    lower: bool = False
+    keep: bool = False  # a new question keeps it (the namespace, the server); else it is the subject
 
 
 def _conditions(values: list[str]) -> list[str]:
@@ -149,6 +176,29 @@ class Action(BaseModel):
         return self
 
 
+class SlotPattern(BaseModel):
+    """A slot pattern that is loose (``soft``): a candidate from it that fails the validator is skipped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str
+    soft: bool = False
+
+
+class SlotSpec(BaseModel):
+    """One entry of a bundle's ``slots.yaml``: a value the brain pulls out of a user's message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="the validator, spelled as a tool parameter's type (k8s_name, pid, path:/, enum:...)")
+    patterns: list[str | SlotPattern] = Field(
+        min_length=1, description="regular expressions, most specific first; group 1 is the value; {name} is a word"
+    )
+    aliases: dict[str, str] = Field(default_factory=dict, description="word -> value (apache -> apache2)")
+    lower: bool = Field(default=False, description="lower-case the value before it is checked")
+    keep: bool = Field(default=False, description="a new question keeps it (the namespace, the server)")
+
+
 class RunbookBundle(BaseModel):
     """``runbooks.yaml`` of a squad bundle."""
 
@@ -172,3 +222,6 @@ class Playbook:
     actions: list[Action]
     programs: frozenset[str]  # what an explicit command may name (each tool's program)
     analyzers: dict[str, str | None]  # tool name -> the analyzer that reads its output
+    # The squad's own analyzers by name (the shared ones are always there) and its slot vocabulary.
+    registry: Mapping[str, Registered] = field(default_factory=dict)
+    slots: Mapping[str, Slot] = field(default_factory=dict)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from squads.brain.actions import Call, CallResult, Say, Turn
-from squads.brain.analyzers import Output, analyze
+from squads.brain.analyzers import Output, analyze, shared
 from squads.brain.explicit import explicit_command
-from squads.brain.extract import SUBJECT_SLOTS, Extraction, all_paths, extract
+from squads.brain.extract import Extraction, all_paths, extract
 from squads.brain.intents import best_match, is_affirmative, is_negative, trigger_matches, words
 from squads.brain.parsers.logs import find_host_ports
 from squads.brain.models import Action, Analysis, Facts, Finding, Playbook, Runbook, Severity, Step
@@ -103,6 +103,8 @@ class RunbookBrain:
     def __init__(self, playbook: Playbook) -> None:
         self.squad = playbook
         self.programs = set(playbook.programs)
+        self.registry = {**shared(), **playbook.registry}
+        self.slots = playbook.slots
 
     # -- entry point -----------------------------------------------------------------
     def turn(self, text: str, state: State) -> Turn:
@@ -118,7 +120,7 @@ class RunbookBrain:
         offer, pending = state.offer, state.pending
         state.offer = state.pending = None
         if state.facts.pop("node_changed", False):
-            forget_evidence(state.facts)
+            forget_evidence(state.facts, self.slots)
             state.results = {}
             offer = None
             node_changed = True
@@ -128,7 +130,7 @@ class RunbookBrain:
         if argv is not None:
             yield from self._explicit(argv, state)
             return
-        found = extract(text)
+        found = extract(text, self.slots)
         action, action_score = best_match([a for a in self.squad.actions if imperative(a, text)], text)
         # "ok, kill the blocker" is a request to act, not a yes to the offer made before it.
         if offer and action is None and is_affirmative(text):
@@ -149,7 +151,7 @@ class RunbookBrain:
             # from it: same evidence, re-read, not a fresh start from the question's few words.
             yield from self._start(runbook, found, state, reuse=True)
         elif runbook is not None:
-            for slot in SUBJECT_SLOTS:
+            for slot in [name for name, spec in self.slots.items() if not spec.keep]:
                 state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
             yield from self._start(runbook, found, state)
         elif state.last_runbook and (node_changed or self._follow_up(text)):
@@ -255,7 +257,7 @@ class RunbookBrain:
                 argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout,
                 stderr=result.stderr, tool=result.tool,
             )
-            analysis = analyze(analyzer, output, state.facts)
+            analysis = analyze(self.registry, analyzer, output, state.facts)
             merge_facts(state.facts, analysis.facts)
         ordered = sorted(analysis.findings, key=lambda f: -f.severity)
         yield Say(render("replies/explicit", summary=analysis.summary, findings=ordered, **fields))
@@ -278,7 +280,7 @@ class RunbookBrain:
     def _diagnose(self, runbook: Runbook, steps: list[Step], state: State, *, with_offers: bool) -> Turn:
         facts = state.facts
         if with_offers:
-            forget_evidence(state.facts)  # a new diagnosis starts from what the user said, not from old evidence
+            forget_evidence(state.facts, self.slots)  # a new diagnosis starts from what the user said, not from old evidence
         for target, slot in runbook.seed.items():
             if facts.get(slot):
                 merge_facts(facts, {target: [facts[slot]]})
@@ -317,7 +319,7 @@ class RunbookBrain:
                 argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout, stderr=result.stderr,
                 tool=step.tool, item=item, params=params,
             )
-            analysis = analyze(step.analyze or self.squad.analyzers[step.tool], output, facts)
+            analysis = analyze(self.registry, step.analyze or self.squad.analyzers[step.tool], output, facts)
             merge_facts(facts, analysis.facts)
             findings.extend(f for f in analysis.findings if f not in findings)
             if all(c.argv != result.argv for c in checked):  # a reused output is listed once

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from squads.brain.extract import SLOT_TYPES
 from squads.brain.models import Facts, Step
 
 # {name}, or {a|b} for "a, else b" (e.g. a pid the user named, else the blocker found earlier).
 # {item.namespace} reads a field of a list item that is a mapping (a pod with its namespace).
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.|]*)\}")
-# Facts that come from the user (slots) or describe the conversation; everything else is evidence.
-KEPT_FACTS = frozenset({*SLOT_TYPES, "message", "raw_message", "user_slots", "now"})
+# Facts that describe the conversation; with the squad's slots (what the user said) they are kept
+# from one diagnosis to the next, and everything else is evidence.
+CONVERSATION_FACTS = frozenset({"message", "raw_message", "user_slots", "now"})
 
 
 def holds(conditions: list[str], facts: Facts) -> bool:
@@ -82,9 +83,10 @@ def merge_facts(facts: Facts, new: Facts) -> None:
             facts[key] = value
 
 
-def forget_evidence(facts: Facts) -> None:
-    """Drop what earlier diagnoses learned (pids, pods, ports...), keeping what the user said."""
-    for key in [k for k in facts if k not in KEPT_FACTS]:
+def forget_evidence(facts: Facts, slots: Iterable[str]) -> None:
+    """Drop what earlier diagnoses learned (pids, pods, ports...), keeping what the user said (``slots``)."""
+    kept = CONVERSATION_FACTS | set(slots)
+    for key in [k for k in facts if k not in kept]:
         del facts[key]
 
 

@@ -1,21 +1,24 @@
 """Analyzers: functions that read one command's output and return facts and findings.
 
 An analyzer is registered under a dotted name (``k8s.pods``) that tools and
-runbook steps refer to from YAML. It gets the command's output and the
-conversation's facts so far, and never runs anything itself.
+runbook steps refer to from YAML, with the facts and finding codes it may
+produce. It gets the command's output and the conversation's facts so far, and
+never runs anything itself. The engine and the shared analyzers (``common``)
+live here; each squad's own analyzers live in its bundle folder
+(``squads/bundles/<squad>/analyzers``), and ``squads.bundle_code`` collects them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from squads.brain.models import Analysis, Facts
+from squads.brain.models import Analysis, Facts, Registered
 
-MODULES = ("k8s", "k8s_cluster", "webserver", "database", "security", "common")
 MAX_LINE = 4096  # longer lines are cut for analysis (the full output stays in the transcript)
 
 
@@ -51,32 +54,61 @@ class Output:
 
 
 Analyzer = Callable[[Output, Facts], Analysis]
-_REGISTRY: dict[str, Analyzer] = {}
+GENERIC = "common.generic"  # what reads the output of a tool that names no analyzer
+SHARED_MODULE = "squads.brain.analyzers.common"
+log = logging.getLogger(__name__)
 
 
-def analyzer(name: str) -> Callable[[Analyzer], Analyzer]:
-    """Register ``fn`` under ``name``."""
+# Analyzers by the module that registered them: a bundle's loader collects its own modules' tables,
+# so each squad sees its own analyzers and the shared ones, and two bundles never collide.
+_BY_MODULE: dict[str, dict[str, Registered]] = {}
+
+
+def analyzer(name: str, *, facts: Iterable[str] = (), codes: Iterable[str] = ()) -> Callable[[Analyzer], Analyzer]:
+    """Register ``fn`` under ``name``, declaring the ``facts`` it may set and the finding ``codes`` it may add."""
 
     def register(fn: Analyzer) -> Analyzer:
-        if name in _REGISTRY:
-            raise ValueError(f"analyzer {name} is registered twice")
-        _REGISTRY[name] = fn
+        table = _BY_MODULE.setdefault(fn.__module__, {})
+        if name in table:
+            raise ValueError(f"analyzer {name} is registered twice in {fn.__module__}")
+        table[name] = Registered(name=name, fn=fn, facts=frozenset(facts), codes=frozenset(codes))
         return fn
 
     return register
 
 
-def registry() -> dict[str, Analyzer]:
-    """Every analyzer, with the built-in modules imported."""
-    for module in MODULES:
-        importlib.import_module(f"squads.brain.analyzers.{module}")
-    return _REGISTRY
+def registered(module: str) -> dict[str, Registered]:
+    """The analyzers ``module`` registered when it ran (empty if it registered none)."""
+    return dict(_BY_MODULE.get(module, {}))
 
 
-def analyze(name: str | None, output: Output, facts: Facts) -> Analysis:
-    """Run the named analyzer (the generic one when ``name`` is None)."""
-    fn = registry().get(name or "common.generic")
-    if fn is None:
-        raise KeyError(f"unknown analyzer {name!r}; known: {sorted(registry())}")
+def forget(package: str) -> None:
+    """Drop what the modules of ``package`` registered, before they run again (a reloaded site bundle)."""
+    for module in [m for m in _BY_MODULE if m == package or m.startswith(package + ".")]:
+        del _BY_MODULE[module]
+
+
+def shared() -> dict[str, Registered]:
+    """The analyzers every squad may name (``common.*``)."""
+    importlib.import_module(SHARED_MODULE)
+    return registered(SHARED_MODULE)
+
+
+def undeclared(entry: Registered, analysis: Analysis) -> list[str]:
+    """What ``analysis`` produced that ``entry`` does not declare, as readable items (empty when honest)."""
+    return [*(f"fact {f!r}" for f in sorted(set(analysis.facts) - entry.facts)),
+            *(f"finding code {c!r}" for c in sorted({f.code for f in analysis.findings} - entry.codes))]
+
+
+def analyze(table: Mapping[str, Registered], name: str | None, output: Output, facts: Facts) -> Analysis:
+    """Run the analyzer ``name`` of ``table`` (the generic one when ``name`` is None)."""
+    entry = table.get(name or GENERIC)
+    if entry is None:
+        raise KeyError(f"unknown analyzer {name!r}; known: {sorted(table)}")
     clipped = dataclasses.replace(output, stdout=clip_lines(output.stdout), stderr=clip_lines(output.stderr))
-    return fn(clipped, facts)
+    analysis = entry.fn(clipped, facts)
+    extra = undeclared(entry, analysis)
+    if extra:
+        # The reply is still right; only the load-time check of the YAML was told less than the truth.
+        log.warning("analyzer %s produced undeclared %s; add them to its @analyzer(...)", entry.name, ", ".join(extra))
+    return analysis

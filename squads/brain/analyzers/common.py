@@ -1,6 +1,8 @@
-"""Analyzers shared by every squad."""
+"""Analyzers shared by every squad: the generic one, and certificate dates (webserver, security)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.parsers import system as sp
@@ -17,7 +19,10 @@ def failure(output: Output) -> Analysis | None:
     return None
 
 
-@analyzer("common.generic")
+@analyzer(
+    "common.generic",
+    codes=("output_errors",),
+)
 def generic(output: Output, facts: Facts) -> Analysis:
     """Line count and the first error-looking line, for commands without a parser."""
     failed = failure(output)
@@ -28,6 +33,48 @@ def generic(output: Output, facts: Facts) -> Analysis:
     errors = [line.strip() for line in lines if any(w in line.lower() for w in ("error", "fatal", "failed", "denied"))]
     if errors:
         result.add("output_errors", Severity.INFO, f"The output reports: {errors[-1][:300]}")
+    return result
+
+
+SOON_DAYS = 30  # a certificate that expires sooner is a problem
+
+
+def _days(count: int) -> str:
+    return "less than a day" if count < 1 else f"{count} day{'s' if count != 1 else ''}"
+
+
+@analyzer(
+    "common.certificate",
+    codes=("cert_expired", "cert_expiring", "cert_ok"),
+)
+def certificate(output: Output, facts: Facts) -> Analysis:
+    """``openssl x509 -enddate``: expired or expiring certificates."""
+    if failed := failure(output):
+        return failed
+    cert = sp.parse_openssl_x509(output.stdout)
+    path = str(output.params.get("path", output.item or "the certificate"))
+    if cert is None or cert.not_after is None:
+        return Analysis(summary="no certificate dates in the output")
+    now = datetime.fromisoformat(str(facts["now"])) if facts.get("now") else datetime.now(UTC)
+    days = (cert.not_after - now).days
+    date = cert.not_after.strftime("%Y-%m-%d %H:%M UTC")
+    result = Analysis(summary=f"{cert.subject}: valid until {date}")
+    if cert.not_after <= now:
+        result.add(
+            "cert_expired", Severity.CAUSE,
+            f"The certificate {path} ({cert.subject}) expired on {date}, {_days((now - cert.not_after).days)} ago: "
+            "every client that checks it (browsers, or a proxy calling this backend) refuses the connection. "
+            "Renew it and reload the server.",
+            path=path, date=date,
+        )
+    elif days <= SOON_DAYS:
+        result.add(
+            "cert_expiring", Severity.PROBLEM,
+            f"The certificate {path} ({cert.subject}) expires on {date}, in {_days(days)}. Renew it before then.",
+            path=path, date=date,
+        )
+    else:
+        result.add("cert_ok", Severity.OK, f"The certificate {path} is valid until {date} ({days} days).")
     return result
 
 

@@ -7,12 +7,17 @@ import re
 
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure
-from squads.brain.analyzers.k8s import said
 from squads.brain.models import Analysis, Facts, Severity
-from squads.brain.parsers import kubectl as k
+
+from .. import kubectl as k
+from .pods import said
 
 
-@analyzer("k8s.services")
+@analyzer(
+    "k8s.services",
+    facts=("dependency_services",),
+    codes=("dependency_outside", "dependency_service", "dns_broken", "dns_no_service"),
+)
 def services(output: Output, facts: Facts) -> Analysis:
     """``kubectl get services``: which Service is the unreachable dependency."""
     if failed := failure(output):
@@ -61,7 +66,11 @@ def services(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.describe_service")
+@analyzer(
+    "k8s.describe_service",
+    facts=("dependency_selectors", "remote_selector_refs", "service_of_selector"),
+    codes=("service_no_endpoints",),
+)
 def describe_service(output: Output, facts: Facts) -> Analysis:
     """``kubectl describe service``: selector and endpoints."""
     if failed := failure(output):
@@ -87,7 +96,10 @@ def describe_service(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.endpoints")
+@analyzer(
+    "k8s.endpoints",
+    codes=("service_no_endpoints",),
+)
 def endpoints(output: Output, facts: Facts) -> Analysis:
     """``kubectl get endpoints``."""
     if failed := failure(output):
@@ -100,7 +112,10 @@ def endpoints(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.events")
+@analyzer(
+    "k8s.events",
+    codes=("warning_event",),
+)
 def events(output: Output, facts: Facts) -> Analysis:
     """``kubectl get events``: the warnings, newest last."""
     if failed := failure(output):
@@ -117,7 +132,11 @@ def events(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.pvcs")
+@analyzer(
+    "k8s.pvcs",
+    facts=("unbound_claims",),
+    codes=("pvc_unbound",),
+)
 def pvcs(output: Output, facts: Facts) -> Analysis:
     """``kubectl get pvc``: claims that are not Bound."""
     if failed := failure(output):
@@ -135,7 +154,11 @@ def pvcs(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.describe_pvc")
+@analyzer(
+    "k8s.describe_pvc",
+    facts=("missing_storageclass",),
+    codes=("pvc_missing_storageclass", "pvc_unbound", "pvc_waiting_consumer"),
+)
 def describe_pvc(output: Output, facts: Facts) -> Analysis:
     """``kubectl describe pvc``: why a claim is not bound."""
     if failed := failure(output):
@@ -162,7 +185,10 @@ def describe_pvc(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.storageclasses")
+@analyzer(
+    "k8s.storageclasses",
+    codes=("storageclass_choices",),
+)
 def storageclasses(output: Output, facts: Facts) -> Analysis:
     """``kubectl get storageclass``: what exists, and the default."""
     if failed := failure(output):
@@ -178,7 +204,11 @@ def storageclasses(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.top_nodes")
+@analyzer(
+    "k8s.top_nodes",
+    facts=("busy_nodes",),
+    codes=("nodes_busy",),
+)
 def top_nodes(output: Output, facts: Facts) -> Analysis:
     """``kubectl top nodes``: nodes near their CPU or memory capacity."""
     if failed := failure(output):
@@ -195,7 +225,10 @@ def top_nodes(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.top_pods")
+@analyzer(
+    "k8s.top_pods",
+    codes=("top_consumers",),
+)
 def top_pods(output: Output, facts: Facts) -> Analysis:
     """``kubectl top pods``: the biggest consumers."""
     if failed := failure(output):
@@ -219,7 +252,13 @@ def _mib(value: int | None) -> str:
     return f"{value // (1024 * 1024)}Mi memory" if value else "? memory"
 
 
-@analyzer("k8s.describe_nodes")
+@analyzer(
+    "k8s.describe_nodes",
+    codes=(
+        "node_capacity", "node_cordoned", "node_full", "node_labels", "node_not_ready", "node_pressure",
+        "node_taints", "request_exceeds_nodes", "request_needs_room",
+    ),
+)
 def describe_nodes(output: Output, facts: Facts) -> Analysis:
     """``kubectl describe nodes``: pressure conditions, allocation, taints."""
     if failed := failure(output):
@@ -321,7 +360,10 @@ def _fit(result: Analysis, nodes: list[k.NodeInfo], facts: Facts) -> None:
                 )
 
 
-@analyzer("k8s.nodes")
+@analyzer(
+    "k8s.nodes",
+    codes=("node_not_ready", "nodes_ready"),
+)
 def nodes(output: Output, facts: Facts) -> Analysis:
     """``kubectl get nodes``: NotReady nodes."""
     if failed := failure(output):
@@ -336,7 +378,14 @@ def nodes(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.deployments")
+@analyzer(
+    "k8s.deployments",
+    facts=("deployment", "deployment_unhealthy"),
+    codes=(
+        "deployment_replicas", "deployment_scaled_to_zero", "deployment_short", "deployment_zero",
+        "rollout_incomplete",
+    ),
+)
 def deployments(output: Output, facts: Facts) -> Analysis:
     """``kubectl get deployments``: deployments short of ready replicas."""
     if failed := failure(output):
@@ -381,7 +430,11 @@ def deployments(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.describe_deployment")
+@analyzer(
+    "k8s.describe_deployment",
+    facts=("deployment_unhealthy",),
+    codes=("rollout_stuck",),
+)
 def describe_deployment(output: Output, facts: Facts) -> Analysis:
     """``kubectl describe deployment``: image, replicas, rollout conditions."""
     if failed := failure(output):

@@ -39,7 +39,14 @@ RISKY_SSHD = {
 }
 
 
-@analyzer("sec.ssh_log")
+@analyzer(
+    "sec.ssh_log",
+    facts=("accepted_logins", "attackers", "bruteforce", "ssh_log_empty"),
+    codes=(
+        "ssh_accepted", "ssh_breach", "ssh_bruteforce", "ssh_crafted_user", "ssh_distributed", "ssh_failed_logins",
+        "ssh_none_accepted",
+    ),
+)
 def ssh_log(output: Output, facts: Facts) -> Analysis:
     """sshd's journal or auth.log: who is guessing, which users, did anyone get in."""
     if failed := failure(output):
@@ -117,7 +124,10 @@ def ssh_log(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("sec.listeners")
+@analyzer(
+    "sec.listeners",
+    codes=("listener_exposed_db", "listener_suspicious", "listener_unknown", "listeners_ok"),
+)
 def listeners(output: Output, facts: Facts) -> Analysis:
     """``ss -ltnup``: listeners that no known service accounts for."""
     if failed := failure(output):
@@ -163,7 +173,10 @@ def listeners(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("sec.setuid")
+@analyzer(
+    "sec.setuid",
+    codes=("setuid_ok", "setuid_outside"),
+)
 def setuid(output: Output, facts: Facts) -> Analysis:
     """``find -perm -4000``: setuid files outside the system's own directories."""
     if output.missing:
@@ -183,7 +196,10 @@ def setuid(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("sec.accounts")
+@analyzer(
+    "sec.accounts",
+    codes=("account_named", "extra_uid0", "login_shells", "uid0_ok"),
+)
 def accounts(output: Output, facts: Facts) -> Analysis:
     """``getent passwd``: accounts with UID 0 besides root."""
     if failed := failure(output):
@@ -218,7 +234,10 @@ def accounts(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("sec.sshd")
+@analyzer(
+    "sec.sshd",
+    codes=("sshd_maxauthtries", "sshd_noncompliant", "sshd_ok", *(f"sshd_{key}" for key in RISKY_SSHD)),
+)
 def sshd(output: Output, facts: Facts) -> Analysis:
     """``sshd -T``: settings that weaken SSH."""
     if failed := failure(output):
@@ -273,7 +292,10 @@ def _usual_networks(message: str, sources: list[str]) -> list[ipaddress.IPv4Netw
     return [net] if count >= 3 and count * 2 > sum(nets.values()) else []
 
 
-@analyzer("sec.last")
+@analyzer(
+    "sec.last",
+    codes=("login_from_attacker", "login_unusual_source", "no_open_sessions", "session_open"),
+)
 def last(output: Output, facts: Facts) -> Analysis:
     """``last``: recent logins and where they came from."""
     if failed := failure(output):

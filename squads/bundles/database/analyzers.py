@@ -10,8 +10,9 @@ from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure, real_filesystems
 from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
-from squads.brain.parsers import postgres as pg
 from squads.brain.parsers import system as sp
+
+from . import postgres as pg
 
 LONG_QUERY = timedelta(minutes=5)
 LAG_BYTES = 64 * 1024 * 1024
@@ -68,7 +69,11 @@ def _duration(text: str) -> str:
     return pg.format_duration(delta) if delta is not None else text or "?"
 
 
-@analyzer("pg.max_connections")
+@analyzer(
+    "pg.max_connections",
+    facts=("max_connections", "server_down"),
+    codes=("server_unreachable",),
+)
 def max_connections(output: Output, facts: Facts) -> Analysis:
     """``SHOW max_connections``."""
     rows = _rows(output)
@@ -78,7 +83,14 @@ def max_connections(output: Output, facts: Facts) -> Analysis:
     return Analysis(summary=f"max_connections = {value or '?'}", facts={"max_connections": int(value)} if value.isdigit() else {})
 
 
-@analyzer("pg.connections")
+@analyzer(
+    "pg.connections",
+    facts=("idle_in_transaction", "server_down"),
+    codes=(
+        "connection_group", "connections_exhausted", "connections_pool", "connections_spread", "connections_top",
+        "idle_in_transaction", "server_unreachable",
+    ),
+)
 def connections(output: Output, facts: Facts) -> Analysis:
     """Client connections grouped by database, user, application and state: who holds them."""
     rows = _rows(output, "connections")
@@ -143,7 +155,11 @@ def connections(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("pg.blocking")
+@analyzer(
+    "pg.blocking",
+    facts=("blocker_pid", "blocker_pids", "server_down"),
+    codes=("blocker_idle_tx", "blocking_ambiguous", "lock_blocker", "no_blocking", "server_unreachable"),
+)
 def blocking(output: Output, facts: Facts) -> Analysis:
     """``pg_blocking_pids``: the session at the head of each lock chain."""
     rows = _rows(output, "blocking")
@@ -198,7 +214,11 @@ def blocking(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("pg.long_queries")
+@analyzer(
+    "pg.long_queries",
+    facts=("commit_waits", "long_pids", "longest_pid", "server_down"),
+    codes=("commit_waits_sync", "long_query", "server_unreachable"),
+)
 def long_queries(output: Output, facts: Facts) -> Analysis:
     """Non-idle sessions, longest first."""
     rows = _rows(output, "long_queries")
@@ -237,7 +257,11 @@ def _lag(row: dict[str, str]) -> tuple[timedelta, int]:
     return max((t for t in times if t is not None), default=timedelta(0)), size
 
 
-@analyzer("pg.replication")
+@analyzer(
+    "pg.replication",
+    facts=("lagging", "no_replicas", "server_down"),
+    codes=("no_replicas", "replica_lag", "replica_ok", "server_unreachable"),
+)
 def replication(output: Output, facts: Facts) -> Analysis:
     """``pg_stat_replication``: which replica is behind, and by how much."""
     rows = _rows(output)
@@ -279,7 +303,11 @@ def replication(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("pg.sizes")
+@analyzer(
+    "pg.sizes",
+    facts=("server_down",),
+    codes=("server_unreachable",),
+)
 def sizes(output: Output, facts: Facts) -> Analysis:
     """Database sizes."""
     rows = _rows(output)
@@ -288,7 +316,11 @@ def sizes(output: Output, facts: Facts) -> Analysis:
     return Analysis(summary=", ".join(f"{r.get('datname')} {r.get('size')}" for r in rows[:8]))
 
 
-@analyzer("pg.clusters")
+@analyzer(
+    "pg.clusters",
+    facts=("pg_logs", "pg_port", "server_down"),
+    codes=("cluster_down", "cluster_online", "clusters_share_port"),
+)
 def clusters(output: Output, facts: Facts) -> Analysis:
     """``pg_lsclusters``: which clusters run, and where each one logs."""
     if failed := failure(output):
@@ -319,7 +351,11 @@ def clusters(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("pg.ready")
+@analyzer(
+    "pg.ready",
+    facts=("server_down",),
+    codes=("not_ready", "ready"),
+)
 def ready(output: Output, facts: Facts) -> Analysis:
     """``pg_isready``."""
     if output.missing:
@@ -334,7 +370,11 @@ def ready(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("pg.status")
+@analyzer(
+    "pg.status",
+    facts=("server_down",),
+    codes=("service_failed",),
+)
 def status(output: Output, facts: Facts) -> Analysis:
     """``systemctl status postgresql``."""
     parsed = sp.parse_systemctl_status(output.stdout)
@@ -408,7 +448,14 @@ LOG_CAUSES = [
 ]
 
 
-@analyzer("pg.log")
+@analyzer(
+    "pg.log",
+    facts=("disk_full_suspected",),
+    codes=(
+        "pg_disk_full", "pg_hint", "pg_lifecycle", "pg_log_error", "pg_too_many_clients", *(code for _, code, _ in
+        LOG_CAUSES),
+    ),
+)
 def server_log(output: Output, facts: Facts) -> Analysis:
     """The PostgreSQL server log: PANIC/FATAL reasons (disk full, too many clients, ...)."""
     if failed := failure(output):
@@ -449,7 +496,11 @@ def server_log(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("pg.disk")
+@analyzer(
+    "pg.disk",
+    facts=("disk_filling_mounts",),
+    codes=("disk_filling", "disk_full", "disk_ok"),
+)
 def disk(output: Output, facts: Facts) -> Analysis:
     """``df -h`` for a database host: the data directory's file system above all."""
     if failed := failure(output):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import UTC, datetime
 
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure, real_filesystems
@@ -22,10 +21,14 @@ DIRECTIVE = re.compile(
 # [ \t] rather than \s at line starts: with re.M, \s* would run across blank lines from every one.
 UPSTREAM_BLOCK = re.compile(r"^[ \t]*upstream[ \t]+([\w.-]+)[ \t]*\{([^}]*)\}", re.M)
 UPSTREAM_SERVER = re.compile(r"^[ \t]*server[ \t]+([^;\s]+)", re.M)
-SOON_DAYS = 30
+TIMEOUTS = ("proxy_read_timeout", "proxy_connect_timeout", "fastcgi_read_timeout")  # facts of the same names
 
 
-@analyzer("web.status")
+@analyzer(
+    "web.status",
+    facts=("missing_units", "server", "server_active", "server_failed"),
+    codes=("server_failed", "server_running"),
+)
 def status(output: Output, facts: Facts) -> Analysis:
     """``systemctl status``: is the server up, and what did its last start say."""
     unit = str(output.params.get("unit", "the server"))
@@ -96,7 +99,11 @@ def _config_findings(result: Analysis, errors: list[lp.ConfigError], how: str) -
             )
 
 
-@analyzer("web.config_test")
+@analyzer(
+    "web.config_test",
+    facts=("config_errors", "config_ok"),
+    codes=("apache_module_missing", "config_error", "config_ok"),
+)
 def config_test(output: Output, facts: Facts) -> Analysis:
     """``nginx -t`` / ``apache2ctl configtest``: the failing file and line."""
     if output.missing:
@@ -114,7 +121,10 @@ def config_test(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("web.config_dump")
+@analyzer(
+    "web.config_dump",
+    facts=("certificates", "config_upstreams", "error_logs", *TIMEOUTS),
+)
 def config_dump(output: Output, facts: Facts) -> Analysis:
     """``nginx -T``: where the server logs, what it proxies to, which certificates it serves."""
     if failed := failure(output):
@@ -139,7 +149,7 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
     result.facts["error_logs"] = logs
     result.facts["certificates"] = certs
     result.facts["config_upstreams"] = [f"{u.host}:{u.port}" for u in upstreams if u.port]
-    for key in ("proxy_read_timeout", "proxy_connect_timeout", "fastcgi_read_timeout"):
+    for key in TIMEOUTS:
         if found.get(key):
             result.facts[key] = found[key][0]
     return result
@@ -191,7 +201,14 @@ def _upstream_errors(text: str) -> list[tuple[str, lp.Upstream | None]]:
     return out
 
 
-@analyzer("web.error_log")
+@analyzer(
+    "web.error_log",
+    facts=("disk_full_suspected", "upstream_failure", "upstream_slow", "upstream_tls_error", "upstreams"),
+    codes=(
+        "config_error", "log_errors", "log_forged_upstream", "log_no_space", "upstream_errors",
+        "upstream_socket_down", "upstream_tls",
+    ),
+)
 def error_log(output: Output, facts: Facts) -> Analysis:
     """An nginx or Apache error log: failing upstreams, disk full, permission problems."""
     if failed := failure(output):
@@ -274,7 +291,11 @@ def error_log(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("web.sockets")
+@analyzer(
+    "web.sockets",
+    facts=("dead_upstreams",),
+    codes=("upstream_down", "upstream_listening", "upstream_port_mismatch", "upstream_slow"),
+)
 def sockets(output: Output, facts: Facts) -> Analysis:
     """``ss -ltnp``: is anything listening where the server proxies to."""
     if failed := failure(output):
@@ -329,7 +350,11 @@ def sockets(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("web.disk")
+@analyzer(
+    "web.disk",
+    facts=("full_mounts",),
+    codes=("disk_full",),
+)
 def disk(output: Output, facts: Facts) -> Analysis:
     """``df -h``: full file systems."""
     if failed := failure(output):
@@ -350,7 +375,10 @@ def disk(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("web.dir_size")
+@analyzer(
+    "web.dir_size",
+    codes=("dir_size",),
+)
 def dir_size(output: Output, facts: Facts) -> Analysis:
     """``du -sh``."""
     if failed := failure(output):
@@ -362,43 +390,10 @@ def dir_size(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-def _days(count: int) -> str:
-    return "less than a day" if count < 1 else f"{count} day{'s' if count != 1 else ''}"
-
-
-@analyzer("web.certificate")
-def certificate(output: Output, facts: Facts) -> Analysis:
-    """``openssl x509 -enddate``: expired or expiring certificates."""
-    if failed := failure(output):
-        return failed
-    cert = sp.parse_openssl_x509(output.stdout)
-    path = str(output.params.get("path", output.item or "the certificate"))
-    if cert is None or cert.not_after is None:
-        return Analysis(summary="no certificate dates in the output")
-    now = datetime.fromisoformat(str(facts["now"])) if facts.get("now") else datetime.now(UTC)
-    days = (cert.not_after - now).days
-    date = cert.not_after.strftime("%Y-%m-%d %H:%M UTC")
-    result = Analysis(summary=f"{cert.subject}: valid until {date}")
-    if cert.not_after <= now:
-        result.add(
-            "cert_expired", Severity.CAUSE,
-            f"The certificate {path} ({cert.subject}) expired on {date}, {_days((now - cert.not_after).days)} ago: "
-            "every client that checks it (browsers, or a proxy calling this backend) refuses the connection. "
-            "Renew it and reload the server.",
-            path=path, date=date,
-        )
-    elif days <= SOON_DAYS:
-        result.add(
-            "cert_expiring", Severity.PROBLEM,
-            f"The certificate {path} ({cert.subject}) expires on {date}, in {_days(days)}. Renew it before then.",
-            path=path, date=date,
-        )
-    else:
-        result.add("cert_ok", Severity.OK, f"The certificate {path} is valid until {date} ({days} days).")
-    return result
-
-
-@analyzer("web.journal")
+@analyzer(
+    "web.journal",
+    codes=("config_error",),
+)
 def journal(output: Output, facts: Facts) -> Analysis:
     """The server's journal: start failures and config errors."""
     if failed := failure(output):

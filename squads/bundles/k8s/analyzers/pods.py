@@ -8,9 +8,10 @@ import re
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure
 from squads.brain.models import Analysis, Facts, Severity
-from squads.brain.parsers import kubectl as k
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers.logs import find_host_ports
+
+from .. import kubectl as k
 
 HEALTHY = {"Running", "Completed", "Succeeded"}
 NETWORK_ERRORS = re.compile(
@@ -66,7 +67,11 @@ def _pod_line(row: k.PodRow) -> str:
     return f"{row.name} ({row.status}, {row.ready}/{row.total} ready{extra})"
 
 
-@analyzer("k8s.pods")
+@analyzer(
+    "k8s.pods",
+    facts=("evicted_pods", "no_pods", "target_pods"),
+    codes=("pod_unhealthy", "pods_evicted"),
+)
 def pods(output: Output, facts: Facts) -> Analysis:
     """``kubectl get pods``: which pods are unhealthy (narrowed to the app the user named)."""
     if failed := failure(output):
@@ -97,7 +102,11 @@ def pods(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.candidate_pods")
+@analyzer(
+    "k8s.candidate_pods",
+    facts=("candidate_pod_refs",),
+    codes=("candidate_pod",),
+)
 def candidate_pods(output: Output, facts: Facts) -> Analysis:
     """The pods a Service with an empty selector was probably meant for (named like it)."""
     if failed := failure(output):
@@ -118,7 +127,11 @@ def candidate_pods(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.all_pods")
+@analyzer(
+    "k8s.all_pods",
+    facts=("evicted_pod_refs",),
+    codes=("pods_evicted", "pods_unhealthy"),
+)
 def all_pods(output: Output, facts: Facts) -> Analysis:
     """``kubectl get pods -A``: counts by state, evictions per namespace."""
     if failed := failure(output):
@@ -143,7 +156,11 @@ def all_pods(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.selector_pods")
+@analyzer(
+    "k8s.selector_pods",
+    facts=("dependency_pods", "empty_selectors", "orphan_services"),
+    codes=("dependency_pod_unhealthy", "selector_matches_nothing"),
+)
 def selector_pods(output: Output, facts: Facts) -> Analysis:
     """``kubectl get pods -l SELECTOR`` for a Service's selector: does it match any pod?"""
     if failed := failure(output):
@@ -201,7 +218,19 @@ def _requests(info: k.PodInfo) -> str:
     return "; ".join(parts)
 
 
-@analyzer("k8s.describe_pod")
+@analyzer(
+    "k8s.describe_pod",
+    facts=(
+        "crashing_pods", "env_dependencies", "insufficient_resources", "last_pod", "pending_node_selector",
+        "pending_requests", "pending_taints", "probe_failing_pods", "probe_paths", "unbound_claims",
+    ),
+    codes=(
+        "container_config", "crashloop", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
+        "oom_killed", "pending_affinity", "pending_insufficient", "pending_nodes_down", "pending_other",
+        "pending_taint", "pending_unbound_pvc", "pod_evicted", "pod_running", "probe_failing",
+        "selector_label_mismatch", "volume_mount_failed", "volume_multi_attach",
+    ),
+)
 def describe_pod(output: Output, facts: Facts) -> Analysis:
     """``kubectl describe pod``: why the pod is not running, with the numbers that matter."""
     if failed := failure(output):
@@ -466,7 +495,11 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
             )
 
 
-@analyzer("k8s.logs")
+@analyzer(
+    "k8s.logs",
+    facts=("dependency_hosts", "dependency_ports", "dependency_remote", "unresolved_names"),
+    codes=("dependency_unreachable", "dns_unresolved", "log_config_error", "log_error", "log_probe_path"),
+)
 def logs(output: Output, facts: Facts) -> Analysis:
     """Container logs: unreachable dependencies (host:port) and the last fatal error."""
     if failed := failure(output):
