@@ -22,6 +22,7 @@ from squads.context import LAB, load_context
 from squads.models import SquadSpec
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import load_squads
+from squads.settings.env import get_settings
 from transcripts.models import Event, EventKind
 
 FOLD_LINES = 8
@@ -100,7 +101,7 @@ def chat_command(
             "\"My application pod is in a CrashLoopBackOff state. Can you check the logs?\", then "
             "\"Pod: payment-service-7d9f8b-xyz, Namespace: production\", then \"yes\".[/]"
         )
-    squads = load_squads() if scenario else load_context().squads
+    squads = load_squads([get_settings().effective_config_dir / "squads"]) if scenario else load_context().squads
     try:
         if scenario is not None:
             config, scenario_squad, first = _scenario_config(scenario, squads)

@@ -9,6 +9,7 @@ importing anything); a test checks that each line matches the command's own help
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,4 +108,13 @@ def _root() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except Exception as exc:
+        from squads.grants import BundleError  # only on the error path: start-up stays light
+
+        if not isinstance(exc, BundleError):
+            raise
+        # A broken site bundle is a configuration error, not a crash: its file and entry, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

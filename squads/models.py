@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from squads.brain.extract import compile_slots
@@ -35,7 +33,7 @@ class SquadSpec(BaseModel):
     runbooks: list[Runbook] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
     example: str = Field(default="", description="An example of what a user might ask this squad.")
-    slots: dict[str, SlotSpec | Literal["shared"]] = Field(
+    slots: dict[str, SlotSpec | str] = Field(
         default_factory=dict, description="The values this squad pulls out of a message (slots.yaml)."
     )
     _analyzers: dict[str, Registered] = PrivateAttr(default_factory=dict)

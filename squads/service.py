@@ -11,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from permissions.models import GrantSpec
 from squads.brain.extract import compile_slots
+from squads.brain.models import SlotSpec
 from squads.bundle_check import check_analyzers, check_references, where
 from squads.bundle_code import load_analyzers
 from squads.grants import BUILTIN_BUNDLES, BundleError, agent_grant, bundle_folders
 from squads.grants import read_yaml as _read_yaml
 from squads.models import SquadSpec
 
+SLOTS = TypeAdapter(dict[str, SlotSpec | str])
 # The files of a bundle besides squad.yaml, and the top-level keys each may hold.
 FILES = (("tools", ("tools",)), ("grants", ("grants",)), ("runbooks", ("runbooks", "actions")), ("slots", ("slots",)))
 
@@ -41,13 +43,15 @@ def load_bundle(folder: Path) -> SquadSpec:
             for key in keys:
                 data[key] = content.get(key) or ([] if key != "slots" else {})
     try:
+        # Checked on their own first, so that a broken slot names slots.yaml rather than the bundle.
+        data["slots"] = SLOTS.validate_python(data.get("slots") or {})
+        compile_slots(data["slots"])
+    except (ValidationError, ValueError) as exc:
+        raise BundleError(f"{where(folder, 'slots.yaml')}: {exc}") from None
+    try:
         squad = SquadSpec.model_validate(data)
     except ValidationError as exc:
         raise BundleError(f"squad bundle {folder}: {exc}") from exc
-    try:
-        compile_slots(squad.slots)
-    except ValueError as exc:
-        raise BundleError(f"{where(folder, 'slots.yaml')}: {exc}") from None
     registry = load_analyzers(folder)
     check_analyzers(folder, squad, registry)
     check_references(folder, squad, registry)

@@ -13,6 +13,7 @@ import typer
 from tools.executors.scenario import ScenarioError, find_scenarios, load_scenario
 from squads.evals.runner import ScenarioReport, run_scenario
 from squads.service import load_squads
+from squads.settings.env import get_settings
 from squads.storage.service import open_database
 
 
@@ -47,7 +48,7 @@ def eval_command(
             raise typer.Exit(2) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-    squads = load_squads()
+    squads = load_squads([get_settings().effective_config_dir / "squads"])  # a site's own squads too
     reports: list[ScenarioReport] = []
     with tempfile.TemporaryDirectory(prefix="squads-eval-") as tmp:
         db = open_database(url=database or f"sqlite:///{Path(tmp) / 'eval.sqlite3'}")
