@@ -18,7 +18,10 @@ demo: $(BIN)/.installed
 services: $(BIN)/.installed
 	$(BIN)/python scripts/ensure_services.py
 
+# Lint and types first: both pass today, and this keeps them that way.
 test: $(BIN)/.installed services
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed services
@@ -27,6 +30,7 @@ bench: $(BIN)/.installed services
 	$(BIN)/python benchmarks/eval_bench.py
 	$(BIN)/python benchmarks/roundtrip_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
+	$(BIN)/python benchmarks/startup_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from nodes.service import IssuedToken  # noqa: E402
+from squads.nodes.service import IssuedToken  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 SQUADS = VENV_BIN / "squads"
@@ -87,7 +87,7 @@ def make_site(folder: Path) -> Site:
 
 def app_context(site: Site):  # type: ignore[no-untyped-def]
     """The product's ``AppContext`` for ``site`` (imports kept local: the simulators do not need them)."""
-    from config.settings import Settings
+    from squads.settings.env import Settings
     from squads.context import AppContext
 
     return AppContext(settings=Settings(data_dir=site.data_dir, config_dir=site.config_dir))
@@ -95,8 +95,8 @@ def app_context(site: Site):  # type: ignore[no-untyped-def]
 
 def register_nodes(context, names: Sequence[str], labels_for, *, batch: int = 500) -> list[NodeCreds]:  # type: ignore[no-untyped-def]
     """Register ``names`` in-process with the product's ``create_node``, ``batch`` per transaction."""
-    from nodes.service import create_node
-    from storage.db import session_scope
+    from squads.nodes.service import create_node
+    from squads.storage.db import session_scope
 
     issued: list[NodeCreds] = []
     for first in range(0, len(names), batch):
@@ -122,8 +122,8 @@ def register_node_cli(site: Site, name: str, labels: dict[str, str]) -> NodeCred
 
 def api_token(context) -> str:  # type: ignore[no-untyped-def]
     """A fresh API token (sqa_...)."""
-    from auth.service import create_api_token
-    from storage.db import session_scope
+    from squads.accounts.api_tokens import create_api_token
+    from squads.storage.db import session_scope
 
     with session_scope(context.db.sessions) as session:
         return create_api_token(session, name="bench", actor="bench").token

@@ -6,7 +6,7 @@ Usage (started by ``scale_bench.py``, one per simulator process)::
         [--rate PER_S] [--max-connecting M] [--sim ID]
 
 ``FILE`` is a JSON list of ``[node_id, name, token]``; this process runs agents
-``I .. I+N-1``. Each is ``agent.service.Agent`` with the real protocol (hello, heartbeats,
+``I .. I+N-1``. Each is ``squads.node_agent.service.Agent`` with the real protocol (hello, heartbeats,
 run requests decided again under ``--policy``, /usr/bin/true forked by the product's
 ``LocalExecutor``); only the machine facts are gathered once and shared. Agents are
 started at most ``--rate`` per second and at most ``--max-connecting`` waiting for their
@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._cluster import raise_nofile  # noqa: E402
 
-from agent.policy import load_policy  # noqa: E402
-from agent.service import Agent, AgentOptions, AgentStopped, agent_url, gather_facts  # noqa: E402
+from squads.node_agent.policy import load_policy  # noqa: E402
+from squads.node_agent.service import Agent, AgentOptions, AgentStopped, agent_url, gather_facts  # noqa: E402
 from tools.executors.local import LocalExecutor  # noqa: E402
 
 

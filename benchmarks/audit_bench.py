@@ -28,9 +28,9 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from audit import service
-from audit.models import RecordKind
-from storage.service import Database, open_database
+from squads.audit import service
+from squads.audit.models import RecordKind
+from squads.storage.service import Database, open_database
 
 PG_ADMIN_DSN = os.environ.get("SQUADS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET_APPENDS_PER_S = 2000

@@ -2,7 +2,8 @@
 
 Usage: ``python benchmarks/eval_bench.py [--json] [--repeat N] [PATH ...]``
 
-Runs the scenarios (default: ../shared/scenarios/public) through the real
+Runs the scenarios (default: the full eval, tests/scenarios and ../shared/scenarios/public,
+at the moment the scenarios describe, as ``squads eval --now 2026-11-26T12:00:00Z``) through the real
 runtime, policy and a fresh SQLite audit log, exactly as ``squads eval``
 does, ``--repeat`` times, and reports the best run (the machine's noise only
 ever adds time). Execution is a fixture lookup, so a scenario's wall time is
@@ -10,7 +11,9 @@ the runtime's own cost: brain, policy decisions, audit records and transcript
 events. "Per step" is the time from one command reaching the executor to
 the next one in the same turn: reading the previous output, planning, the
 policy decision, three audit records and the transcript events.
-Targets: total <= 5 s; overhead per step <= 5 ms. Printed, never asserted.
+Targets: total <= 5 s; overhead per step <= 5 ms. Printed, never asserted. A scenario that
+fails makes the figures meaningless (a step that errors costs nothing): its reasons are printed
+and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -29,15 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console
 from rich.table import Table
 
-from evals.models import find_scenarios, load_scenario
-from evals.runner import run_scenario
+from tools.executors.scenario import find_scenarios, load_scenario
+from squads.evals.runner import run_scenario
 from squads.service import load_squads
 from squads.runtime import Conversation
-from storage.service import open_database
+from squads.storage.service import open_database
 from tests.paths import PUBLIC_SCENARIOS
 from tools.executors.fixture import FixtureExecutor
 
-DEFAULT_PATHS = [PUBLIC_SCENARIOS]
+DEFAULT_PATHS = [Path(__file__).resolve().parent.parent / "tests" / "scenarios", PUBLIC_SCENARIOS]
 TARGET_TOTAL_S = 5.0
 SCENARIO_DAY = datetime(2026, 11, 26, 12, tzinfo=UTC)  # the day the scenarios describe (certificate expiry)
 TARGET_STEP_MS = 5.0
@@ -55,9 +58,10 @@ class _Clock:
     def __enter__(self) -> _Clock:
         clock = self
 
-        def timed(executor, argv, *, timeout, max_output):  # type: ignore[no-untyped-def]
+        # Whatever keywords the executor takes (timeout, max_output, context...) pass through unchanged.
+        def timed(executor, argv, **options):  # type: ignore[no-untyped-def]
             clock.calls.append(time.perf_counter())
-            return clock._run(executor, argv, timeout=timeout, max_output=max_output)
+            return clock._run(executor, argv, **options)
 
         def turn(conversation, text):  # type: ignore[no-untyped-def]
             clock.calls.append(None)
@@ -93,6 +97,7 @@ def one_run(paths: list[Path], gaps: list[float]) -> tuple[float, list[dict[str,
             rows.append({
                 "name": report.name, "passed": report.passed, "wall_ms": round(report.wall_ms, 2),
                 "steps": report.steps, "ms_per_step": round(report.wall_ms / steps, 3),
+                "reasons": report.reasons,
             })
         db.engine.dispose()
     return time.perf_counter() - started, rows
@@ -149,6 +154,11 @@ def main() -> None:
         print(json.dumps(figures))
     else:
         _print(figures)
+    failed = [r for r in figures["per_scenario"] if not r["passed"]]  # type: ignore[attr-defined]
+    for row in failed:
+        print(f"FAIL {row['name']}: {'; '.join(row['reasons'])}", file=sys.stderr)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -23,9 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 from permissions.engine import PolicyEngine  # noqa: E402
 from permissions.models import NodeContext  # noqa: E402
+from permissions.validators import from_spec  # noqa: E402
 from squads.service import default_grants, load_squads  # noqa: E402
 from tools.service import render  # noqa: E402
 
+# Typical values for pattern ("re:") parameters: PostgreSQL logs, certificate files.
+RE_SAMPLES = ("/var/log/postgresql/postgresql-16-main.log", "/etc/ssl/certs/www.example.com.pem")
 SAMPLE = {"k8s_name": "payment-service-7d9f8b-xyz", "k8s_selector": "app=postgres", "pid": "48211",
           "int:0..1000": "3", "int:1..10000": "200", "int:1..5000": "200", "int:1..1000": "50"}
 
@@ -47,7 +50,8 @@ def realistic_mix(squads) -> list[tuple[str, list[str]]]:  # type: ignore[no-unt
                 elif param.type.startswith("path:"):
                     values[name] = param.type[5:].split(",")[0] + "/current.log"
                 elif param.type.startswith("re:"):
-                    values[name] = "/var/log/postgresql/postgresql-16-main.log"
+                    # A pattern parameter takes the first typical value it accepts (a log, a certificate).
+                    values[name] = next(v for v in RE_SAMPLES if from_spec(param.type).check(v))
             mix.append((squad.agent_id(tool.agent), render(tool, values)))
     return mix
 

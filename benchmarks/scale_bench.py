@@ -5,7 +5,7 @@ Usage: ``python benchmarks/scale_bench.py [--json] [--agents N] [--procs K] [--r
 A throwaway site (SQLite, the embedded default) with N registered nodes (the first
 1,000 labelled ``fan=yes``) and a real ``squads serve`` child process. N agents are
 simulated with the real protocol by K ``benchmarks/agent_sim.py`` processes, N/K
-``agent.service.Agent`` objects on one asyncio loop each (see that file). Measured:
+``squads.node_agent.service.Agent`` objects on one asyncio loop each (see that file). Measured:
 
 - ``connect_all_s``: from starting the simulators until ``GET /api/nodes/summary``
   reports all N online (polled once a second);

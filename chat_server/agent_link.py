@@ -15,7 +15,7 @@ from fastapi import WebSocket
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from agent.protocol import (
+from squads.node_agent.protocol import (
     AGENT_FRAMES,
     AGENT_PATH,
     CLOSE_BAD_FRAME,
@@ -25,10 +25,10 @@ from agent.protocol import (
     check_protocol,
     parse_text,
 )
-from nodes.hub import Hub, Link
-from nodes.models import NodeRecord
-from nodes.service import NodeRegistryError, authenticate
-from storage.db import session_scope
+from squads.nodes.hub import Hub, Link
+from squads.nodes.tables import NodeRecord
+from squads.nodes.service import NodeRegistryError, authenticate
+from squads.storage.db import session_scope
 
 log = logging.getLogger("squads.agent_link")
 HELLO_TIMEOUT_S = 10.0

@@ -14,9 +14,9 @@ from fastapi.staticfiles import StaticFiles
 
 from chat_server import agent_link, commands, pages_chat, pages_nodes, pages_records, pages_squads, signin
 from chat_server.principals import NotSignedIn, PasswordChangeRequired, Viewer
-from audit.anchor import start_checkpoints
+from squads.audit.anchor import start_checkpoints
 from chat_server.routes import router
-from nodes.hub import Hub
+from squads.nodes.hub import Hub
 from squads.context import AppContext
 
 # Pages load nothing from elsewhere: scripts, styles and images come from this app.

@@ -11,8 +11,8 @@ import uvicorn
 
 from chat_server.app import create_app
 from squads.context import AppContext, load_context
-from storage.db import session_scope
-from users.service import ensure_first_admin
+from squads.storage.db import session_scope
+from squads.accounts.service import ensure_first_admin
 
 
 def serve_command(

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from chat_server.deps import ContextDep, HubDep
 from chat_server.principals import Engineer
-from nodes.remote import RemoteExecutor
-from nodes.service import registered_configs, unknown_nodes_message
+from squads.nodes.remote import RemoteExecutor
+from squads.nodes.service import registered_configs, unknown_nodes_message
 from squads.context import local_executor
 from tools.execution import CommandOutcome, Target, execute_many
 from tools.executors.base import NotRun

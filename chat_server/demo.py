@@ -24,12 +24,12 @@ import uvicorn
 
 from chat_server.app import create_app
 from chat_server.cli import uvicorn_options
-from config.settings import Settings, get_settings
-from nodes.service import NodeNotFound, create_node, find_node, rotate_token
+from squads.settings.env import Settings, get_settings
+from squads.nodes.service import NodeNotFound, create_node, find_node, rotate_token
 from squads.context import AppContext
-from storage.db import session_scope
-from users.models import Role
-from users.service import AccountError, create_user, reset_password
+from squads.storage.db import session_scope
+from squads.accounts.models import Role
+from squads.accounts.service import AccountError, create_user, reset_password
 
 THIS_MACHINE = "this-machine"
 

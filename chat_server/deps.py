@@ -8,9 +8,9 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from nodes.hub import Hub
+from squads.nodes.hub import Hub
 from squads.context import AppContext
-from storage.db import session_scope
+from squads.storage.db import session_scope
 
 
 

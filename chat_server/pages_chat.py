@@ -23,14 +23,14 @@ from sqlalchemy import select
 from chat_server.deps import ContextDep, HubDep, process_wide
 from chat_server.principals import Approver, Engineer, Principal, Viewer
 from chat_server.signin import render, templates
-from nodes.hub import Hub
-from nodes.service import unknown_nodes_message
+from squads.nodes.hub import Hub
+from squads.nodes.service import unknown_nodes_message
 from squads.context import AppContext
 from squads.runtime import ApprovalError, Conversation, RuntimeConfig, approval_expired
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from transcripts import service as transcripts
 from transcripts.models import ConversationRecord, Event, EventKind
-from users.models import Role, User
+from squads.accounts.models import Role, User
 
 router = APIRouter(include_in_schema=False)
 CALL_PARTS = (EventKind.DECISION, EventKind.TOOL_OUTPUT)

@@ -13,14 +13,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from audit.service import display_text
+from squads.audit.service import display_text
 from chat_server.deps import ContextDep, HubDep, ReaderDep, SessionDep
 from chat_server.principals import Admin, Principal, Viewer
 from chat_server.routes import issued_out, node_out
 from chat_server.signin import render
-from nodes.hub import Hub
-from nodes.models import NodeRecord
-from nodes.service import (
+from squads.nodes.hub import Hub
+from squads.nodes.tables import NodeRecord
+from squads.nodes.service import (
     IssuedToken,
     NodeNotFound,
     NodeRegistryError,
@@ -32,7 +32,7 @@ from nodes.service import (
     rotate_and_kick,
 )
 from squads.context import AppContext
-from users.models import Role
+from squads.accounts.models import Role
 
 router = APIRouter(include_in_schema=False)
 

@@ -20,10 +20,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from audit import service as audit
-from audit.anchor import Checkpoints, read_checkpoints
-from audit.keys import settings_key
-from audit.models import AuditRecord, RecordKind
+from squads.audit import service as audit
+from squads.audit.anchor import Checkpoints, read_checkpoints
+from squads.audit.keys import settings_key
+from squads.audit.models import AuditRecord, RecordKind
 from chat_server.deps import ReaderDep
 from chat_server.principals import Viewer
 from chat_server.signin import render, templates

@@ -17,14 +17,15 @@ from sqlalchemy.orm import Session
 from chat_server.deps import ContextDep, ReaderDep, SessionDep
 from chat_server.principals import Admin, Principal, Viewer
 from chat_server.signin import render
-from config.yaml_loader import safe_load
-from nodes.models import NodeConfig
-from nodes.service import registered_configs
+from squads.settings.yaml_loader import safe_load
+from squads.nodes.models import NodeConfig
+from squads.nodes.service import registered_configs
 from permissions.models import Decision, GrantSpec
-from permissions.service import GrantError, disable_grant, grant_records, load_site_grants, save_grant
+from permissions.service import GrantError, load_site_grants
+from permissions.store import disable_grant, grant_records, save_grant
 from squads.context import AppContext
 from tools.models import Condition, SqlToken, ToolSpec
-from users.models import Role
+from squads.accounts.models import Role
 
 router = APIRouter(include_in_schema=False)
 _NEEDS_QUOTES = re.compile(r"[\s'\"\\]")

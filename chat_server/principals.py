@@ -18,10 +18,11 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 
-from auth.service import TokenError, authenticate_token, stamp_token, token_needs_stamp
-from storage.db import session_scope
-from users.models import Role, User
-from users.service import csrf_ok, session_user
+from squads.accounts.api_tokens import TokenError, authenticate_token, stamp_token, token_needs_stamp
+from squads.storage.db import session_scope
+from squads.storage.service import Database
+from squads.accounts.models import Role, User
+from squads.accounts.service import csrf_ok, session_user
 
 log = logging.getLogger("squads.api")
 bearer = HTTPBearer(auto_error=False)
@@ -90,7 +91,7 @@ async def _form_token(request: Request) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _token_principal(db, credentials: HTTPAuthorizationCredentials) -> Principal:  # type: ignore[no-untyped-def]
+def _token_principal(db: Database, credentials: HTTPAuthorizationCredentials) -> Principal:
     if credentials.scheme.lower() != "bearer":
         raise NotSignedIn()
     with db.readers() as session:

@@ -9,13 +9,13 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from agent.install import install_command
+from squads.node_agent.install import install_command
 from chat_server.deps import ContextDep, HubDep, ReaderDep, SessionDep
 from chat_server.principals import Admin, Viewer
-from nodes.hub import Hub
-from nodes.models import NodeRecord
+from squads.nodes.hub import Hub
+from squads.nodes.tables import NodeRecord
 from squads.context import AppContext
-from nodes.service import (
+from squads.nodes.service import (
     IssuedToken,
     NodeNotFound,
     NodeRegistryError,

@@ -4,7 +4,7 @@ The session cookie is HttpOnly, SameSite=Lax and Secure whenever the public
 URL is https (or the request came over HTTPS, directly or through a configured
 trusted proxy). Sign-in has its own double-submit token against login CSRF, and
 attempts are throttled per account+address, per account and per address
-(``users/ratelimit.py``).
+(``squads/accounts/ratelimit.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from chat_server.deps import process_wide
-from auth.models import ApiToken
-from auth.service import TokenError, create_api_token, list_api_tokens, revoke_own_token
+from squads.accounts.token_models import ApiToken
+from squads.accounts.api_tokens import TokenError, create_api_token, list_api_tokens, revoke_own_token
 from chat_server.principals import SESSION_COOKIE, Principal, SignedIn, Viewer
-from storage.db import session_scope
-from users.models import User
-from users.ratelimit import SignInLimits, reserve, succeeded
-from users.service import (
+from squads.storage.db import session_scope
+from squads.accounts.models import User
+from squads.accounts.ratelimit import SignInLimits, reserve, succeeded
+from squads.accounts.service import (
     SESSION_LIFETIME,
     AccountError,
     SignInError,
@@ -122,7 +122,7 @@ def logout(request: Request, caller: SignedIn) -> Response:
     """End this browser's session."""
     db = request.app.state.context.db
     if caller.session_id is not None:
-        from users.models import WebSession
+        from squads.accounts.models import WebSession
 
         with session_scope(db.sessions) as session:
             web_session, user = session.get(WebSession, caller.session_id), session.get(User, caller.user_id)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from nodes.service import NodeNotFound, get_node
+from squads.nodes.service import NodeNotFound, get_node
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext, Verdict
 

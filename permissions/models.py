@@ -6,10 +6,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Boolean, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
-
-from storage.db import Base
 
 
 class Verdict(StrEnum):
@@ -112,19 +108,6 @@ class GrantSpec(BaseModel):
         default=False,
         description="On the nodes it covers, the squads' shipped defaults no longer apply to these agents.",
     )
-
-
-class GrantRecord(Base):
-    """A grant stored in the database (per-node overrides made by admins)."""
-
-    __tablename__ = "grants"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    body: Mapped[str] = mapped_column(Text)  # GrantSpec as JSON
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[str] = mapped_column(String(40))
-    created_by: Mapped[str | None] = mapped_column(String(200))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from config.yaml_loader import safe_load
+from squads.settings.yaml_loader import safe_load
 
 from permissions.normalise import normaliser
 from permissions.validators import Validator, from_spec

@@ -211,7 +211,8 @@ def compile_rule(text: str, programs: dict[str, ProgramSpec], *, deny: bool = Fa
     except Refused as exc:
         raise RuleError(f"rule {text!r}: {exc.reason}") from exc
     try:
-        rest_positional, limits = None, ()
+        rest_positional: Matcher | None = None
+        limits: tuple[tuple[str, tuple[Matcher, ...]], ...] = ()
         if rest and not deny:
             rest_positional, limits = _rest_limits(
                 parsed, tuple(token_matcher(t) for t in parsed.positionals), [*parsed.options, *group_options])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from config.yaml_loader import safe_load
+from squads.settings.yaml_loader import safe_load
 
 _WS = re.compile(r" +")
 _HOLE = re.compile(r"\{([a-z_]+):int\}")

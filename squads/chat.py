@@ -13,16 +13,17 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from audit.service import display_lines
+from squads.audit.service import display_lines
 
-from evals.models import ScenarioError, load_scenario
-from evals.runner import scenario_config
+from tools.executors.scenario import ScenarioError, load_scenario
+from squads.evals.runner import scenario_config
 from permissions.models import Verdict
-from nodes.models import LOCAL_NODE, LOCAL_NODE_OFF
+from squads.nodes.models import LOCAL_NODE, LOCAL_NODE_OFF
 from squads.context import LAB, load_context
 from squads.models import SquadSpec
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import load_squads
+from squads.settings.env import get_settings
 from transcripts.models import Event, EventKind
 
 FOLD_LINES = 8
@@ -101,7 +102,7 @@ def chat_command(
             "\"My application pod is in a CrashLoopBackOff state. Can you check the logs?\", then "
             "\"Pod: payment-service-7d9f8b-xyz, Namespace: production\", then \"yes\".[/]"
         )
-    squads = load_squads() if scenario else load_context().squads
+    squads = load_squads([get_settings().effective_config_dir / "squads"]) if scenario else load_context().squads
     try:
         if scenario is not None:
             config, scenario_squad, first = _scenario_config(scenario, squads)

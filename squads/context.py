@@ -6,25 +6,27 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from config.settings import Settings, get_settings
-from nodes.models import LOCAL_NODE, NodeConfig
-from nodes.hub import Hub
-from nodes.remote import RemoteExecutor
-from nodes.service import load_nodes, registered_configs
+from squads.settings.env import Settings, get_settings
+from squads.nodes.models import LOCAL_NODE, NodeConfig
+from squads.nodes.hub import Hub
+from squads.nodes.remote import RemoteExecutor
+from squads.nodes.service import load_nodes, registered_configs
 from sqlalchemy import select
 from permissions.engine import PolicyEngine
-from permissions.models import GrantRecord, GrantSpec, NodeSelector
+from permissions.tables import GrantRecord
+from permissions.models import GrantSpec, NodeSelector
 from permissions.programs import ProgramSpec, load_programs, load_site_programs
-from permissions.service import build_engine, load_site_grants, stored_grants
+from permissions.service import build_engine, load_site_grants
+from permissions.store import stored_grants
 from squads.models import SquadSpec
 from squads.service import default_grants, load_squads
-from audit.anchor import write_checkpoint
-from audit.keys import settings_key
-from audit.service import sweep_interrupted
-from storage.db import session_scope
-from storage.service import Database, open_database
+from squads.audit.anchor import write_checkpoint
+from squads.audit.keys import settings_key
+from squads.audit.service import sweep_interrupted
+from squads.storage.db import session_scope
+from squads.storage.service import Database, open_database
 from squads.runtime import RuntimeConfig
-from evals.models import load_scenario
+from tools.executors.scenario import load_scenario
 from tools.executors.base import Executor
 from tools.executors.fixture import FixtureExecutor
 from tools.executors.local import LocalExecutor

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from brain.models import Action, Runbook
+from squads.brain.extract import compile_slots
+from squads.brain.models import Action, Playbook, Registered, Runbook, SlotSpec
 from permissions.models import GrantSpec
 from tools.models import ToolSpec
 
@@ -18,7 +19,8 @@ class AgentSpec(BaseModel):
 
 
 class SquadSpec(BaseModel):
-    """``squad.yaml`` of a bundle, with its ``tools.yaml`` and ``grants.yaml`` merged in."""
+    """``squad.yaml`` of a bundle, with its ``tools.yaml``, ``grants.yaml``, ``runbooks.yaml`` and
+    ``slots.yaml`` merged in; the loader attaches the bundle's analyzers (``with_analyzers``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +33,10 @@ class SquadSpec(BaseModel):
     runbooks: list[Runbook] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
     example: str = Field(default="", description="An example of what a user might ask this squad.")
+    slots: dict[str, SlotSpec | str] = Field(
+        default_factory=dict, description="The values this squad pulls out of a message (slots.yaml)."
+    )
+    _analyzers: dict[str, Registered] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> SquadSpec:
@@ -58,6 +64,26 @@ class SquadSpec(BaseModel):
     def agent_id(self, agent: str) -> str:
         """The ``squad/agent`` name used by grants and the audit log."""
         return f"{self.name}/{agent}"
+
+    def playbook(self) -> Playbook:
+        """What the runbook brain needs of this squad, and nothing else."""
+        return Playbook(
+            title=self.title, description=self.description, example=self.example,
+            runbooks=self.runbooks, actions=self.actions,
+            programs=frozenset(t.argv[0] for t in self.tools if isinstance(t.argv[0], str)),
+            analyzers={t.name: t.analyze for t in self.tools},
+            registry=dict(self._analyzers), slots=compile_slots(self.slots),
+        )
+
+    def with_analyzers(self, analyzers: dict[str, Registered]) -> SquadSpec:
+        """This squad, reading its tools' output with ``analyzers`` (its bundle's and the shared ones)."""
+        self._analyzers = dict(analyzers)
+        return self
+
+    @property
+    def analyzer_registry(self) -> dict[str, Registered]:
+        """The analyzers this squad's YAML may name."""
+        return dict(self._analyzers)
 
     def tool(self, name: str) -> ToolSpec:
         for tool in self.tools:

@@ -20,16 +20,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit import service as audit
-from brain.actions import Call, CallResult, Say, Turn
-from brain.explicit import explicit_command
-from brain.service import RunbookBrain, State
-from nodes.models import NodeConfig
-from nodes.service import unknown_nodes_message
+from squads.audit import service as audit
+from squads.brain.actions import Call, CallResult, Say, Turn
+from squads.brain.explicit import explicit_command
+from squads.brain.service import RunbookBrain, State
+from squads.nodes.models import NodeConfig
+from squads.nodes.service import unknown_nodes_message
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from tools.execution import execute, run_decided
 from tools.executors.base import ExecResult, Executor, ExecutorError
 from tools.models import Effect
@@ -76,7 +76,7 @@ class Conversation:
         self.squad = squad
         self.id = conversation_id
         self.actor = actor
-        self.brain = RunbookBrain(squad)
+        self.brain = RunbookBrain(squad.playbook())
         with config.sessions() as session:
             record = transcripts.get_conversation(session, conversation_id)
             saved = transcripts.load_state(session, conversation_id)

@@ -1,40 +1,39 @@
-"""Loading squad bundles and the default grants they ship."""
+"""Loading squad bundles and the default grants they ship.
+
+A bundle is one folder: its YAML (``squad.yaml``, ``tools.yaml``, ``grants.yaml``,
+``runbooks.yaml``, ``slots.yaml``) and its Python (``analyzers.py`` or ``analyzers/``, and the
+parsers those import). Bundles are discovered: every folder with a ``squad.yaml`` under
+``squads/bundles/`` and under the site's ``$SQUADS_CONFIG_DIR/squads/``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from config.yaml_loader import safe_load
 from permissions.models import GrantSpec
+from squads.brain.extract import compile_slots
+from squads.brain.models import SlotSpec
+from squads.bundle_check import check_analyzers, check_references, where
+from squads.bundle_code import load_analyzers
+from squads.grants import BUILTIN_BUNDLES, BundleError, agent_grant, bundle_folders
+from squads.grants import read_yaml as _read_yaml
 from squads.models import SquadSpec
-from tools.models import Effect
-from tools.service import rule_text
 
-BUILTIN_BUNDLES = Path(__file__).parent / "bundles"
+SLOTS = TypeAdapter(dict[str, SlotSpec | str])
+# The files of a bundle besides squad.yaml, and the top-level keys each may hold.
+FILES = (("tools", ("tools",)), ("grants", ("grants",)), ("runbooks", ("runbooks", "actions")), ("slots", ("slots",)))
 
-
-class BundleError(ValueError):
-    """A bundle failed to load; the message names the file and the problem."""
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise BundleError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BundleError(f"{path}: expected a mapping at the top level")
-    return data
+__all__ = ["BUILTIN_BUNDLES", "BundleError", "check_analyzers", "default_grants", "load_bundle", "load_squads"]
 
 
 def load_bundle(folder: Path) -> SquadSpec:
-    """Load ``squad.yaml`` plus optional ``tools.yaml``, ``grants.yaml`` and ``runbooks.yaml``."""
+    """Load ``squad.yaml`` plus optional ``tools.yaml``, ``grants.yaml``, ``runbooks.yaml`` and
+    ``slots.yaml``, import the bundle's analyzers, and check the YAML against them (``squads.bundle_check``)."""
     data = _read_yaml(folder / "squad.yaml")
-    for extra, keys in (("tools", ("tools",)), ("grants", ("grants",)), ("runbooks", ("runbooks", "actions"))):
+    for extra, keys in FILES:
         path = folder / f"{extra}.yaml"
         if path.exists():
             content = _read_yaml(path)
@@ -42,22 +41,29 @@ def load_bundle(folder: Path) -> SquadSpec:
             if unknown:
                 raise BundleError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected {list(keys)}")
             for key in keys:
-                data[key] = content.get(key, [])
+                data[key] = content.get(key) or ([] if key != "slots" else {})
     try:
-        return SquadSpec.model_validate(data)
+        # Checked on their own first, so that a broken slot names slots.yaml rather than the bundle.
+        data["slots"] = SLOTS.validate_python(data.get("slots") or {})
+        compile_slots(data["slots"])
+    except (ValidationError, ValueError) as exc:
+        raise BundleError(f"{where(folder, 'slots.yaml')}: {exc}") from None
+    try:
+        squad = SquadSpec.model_validate(data)
     except ValidationError as exc:
         raise BundleError(f"squad bundle {folder}: {exc}") from exc
+    registry = load_analyzers(folder)
+    check_analyzers(folder, squad, registry)
+    check_references(folder, squad, registry)
+    return squad.with_analyzers(registry)
 
 
 def load_squads(extra_dirs: Iterable[Path] = ()) -> dict[str, SquadSpec]:
     """The built-in squads, then any bundles under ``extra_dirs`` (which may replace them)."""
     squads: dict[str, SquadSpec] = {}
-    for root in (BUILTIN_BUNDLES, *extra_dirs):
-        if not root.is_dir():
-            continue
-        for folder in sorted(p for p in root.iterdir() if (p / "squad.yaml").is_file()):
-            squad = load_bundle(folder)
-            squads[squad.name] = squad
+    for folder in bundle_folders((BUILTIN_BUNDLES, *extra_dirs)):
+        squad = load_bundle(folder)
+        squads[squad.name] = squad
     return squads
 
 
@@ -66,16 +72,6 @@ def default_grants(squads: Iterable[SquadSpec]) -> list[GrantSpec]:
     held for approval), plus each squad's extra grants."""
     grants: list[GrantSpec] = []
     for squad in squads:
-        for agent in squad.agents:
-            tools = [t for t in squad.tools if t.agent == agent]
-            grants.append(
-                GrantSpec(
-                    name=squad.agent_id(agent),
-                    description=f"Shipped default grant of {squad.agent_id(agent)}, from its tools",
-                    agents=[squad.agent_id(agent)],
-                    allow=[rule_text(t) for t in tools if t.effect is Effect.ALLOW],
-                    approve=[rule_text(t) for t in tools if t.effect is Effect.NEEDS_APPROVAL],
-                )
-            )
+        grants.extend(agent_grant(squad.name, agent, [t for t in squad.tools if t.agent == agent]) for agent in squad.agents)
         grants.extend(squad.grants)
     return grants

@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 import httpx
 from sqlalchemy import select
 
-from audit.models import AuditRecord
-from audit.service import VerifyReport, verify
-from auth.service import create_api_token
-from storage.db import session_scope
-from storage.service import open_database
+from squads.audit.models import AuditRecord
+from squads.audit.service import VerifyReport, verify
+from squads.accounts.api_tokens import create_api_token
+from squads.storage.db import session_scope
+from squads.storage.service import open_database
 
 SQUADS = Path(sys.executable).with_name("squads")
 AGENT = "webserver/service-health"

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from storage.service import Database, open_database
+from squads.storage.service import Database, open_database
 
 # The machine's PostgreSQL (trust auth); `make test` starts it when it is down.
 PG_ADMIN_DSN = os.environ.get("SQUADS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

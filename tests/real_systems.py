@@ -23,12 +23,12 @@ import psycopg
 import pytest
 import yaml
 
-from nodes.service import load_nodes
+from squads.nodes.service import load_nodes
 from permissions.service import build_engine, load_site_grants
 from squads.context import local_executor
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import default_grants, load_squads
-from storage.service import open_database
+from squads.storage.service import open_database
 from transcripts.models import Event, EventKind
 
 NGINX = Path("/usr/sbin/nginx")

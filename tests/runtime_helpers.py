@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from nodes.models import NodeConfig
+from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.models import SquadSpec
 from squads.runtime import RuntimeConfig
 from squads.service import default_grants
-from storage.service import Database
+from squads.storage.service import Database
 from tools.executors.fixture import Fixture, FixtureExecutor
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import (
+from squads.node_agent.protocol import (
     AGENT_FRAMES,
     CLOSE_BAD_FRAME,
     CLOSE_GOING_AWAY,
@@ -128,7 +128,7 @@ def test_request_ids_are_exactly_32_hex_digits() -> None:
     """A request id travels in every binary output frame as exactly 32 bytes (pack_chunk), so a text frame
     must not carry any other shape of id.
 
-    BUG (agent/protocol.py, ``RequestId = Annotated[str, Field(pattern=REQUEST_ID.pattern)]``): pydantic
+    BUG (squads/node_agent/protocol.py, ``RequestId = Annotated[str, Field(pattern=REQUEST_ID.pattern)]``): pydantic
     searches a ``pattern`` anywhere in the string (it is not anchored), so an id with 32 hex digits
     somewhere inside it is accepted. The fix is ``Field(pattern=r"^[0-9a-f]{32}$")`` (as ``output_sha256``
     already does)."""

@@ -32,10 +32,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
-import agent as agent_pkg
-from agent.install import TOKEN_PATH, UNIT_NAME, install_command, unit_text, write_files
-from agent.policy import LocalPolicy, PolicyError, load_policy
-from agent.protocol import (
+import squads.node_agent as agent_pkg
+from squads.node_agent.install import TOKEN_PATH, UNIT_NAME, install_command, unit_text, write_files
+from squads.node_agent.policy import LocalPolicy, PolicyError, load_policy
+from squads.node_agent.protocol import (
     AGENT_FRAMES,
     AGENT_PATH,
     MAX_CHUNK,
@@ -51,7 +51,7 @@ from agent.protocol import (
     parse_text,
     unpack_chunk,
 )
-from agent.service import (
+from squads.node_agent.service import (
     EXIT_CONFIG,
     Agent,
     AgentConfigError,
@@ -463,8 +463,8 @@ def test_cli_install_refuses_a_token_the_agent_would_refuse(tmp_path: Path, toke
     """What ``install`` writes to /etc/squads/node-token must be a token ``read_token`` accepts; otherwise
     install reports success and the service then exits 78 at every start, which systemd does not retry.
 
-    BUG (agent/cli.py, ``install``): a token from --token-stdin is only checked with
-    ``token.startswith("sqn_")``, while ``read_token`` (agent/service.py) also refuses whitespace inside,
+    BUG (squads/node_agent/cli.py, ``install``): a token from --token-stdin is only checked with
+    ``token.startswith("sqn_")``, while ``read_token`` (squads/node_agent/service.py) also refuses whitespace inside,
     non-ASCII and more than 200 characters. Fix: move read_token's content check into one function
     (e.g. ``check_token(text, where)``) and call it for the stdin token as well."""
     root = tmp_path / "root"
@@ -948,7 +948,7 @@ def test_agent_runs_nothing_until_welcomed_and_retries(first: str | bytes) -> No
 def test_agent_closes_with_4400_when_the_first_frame_is_not_welcome(first: str | bytes) -> None:
     """Anything but welcome first is a protocol error like any other bad frame (CLOSE_BAD_FRAME).
 
-    BUG (agent/service.py, Agent._session): the welcome is read and checked *before* the ``try`` that turns a
+    BUG (squads/node_agent/service.py, Agent._session): the welcome is read and checked *before* the ``try`` that turns a
     FrameError into ``ws.close(CLOSE_BAD_FRAME, ...)``, so the FrameError escapes to ``run()`` and the
     ``async with connect(...)`` block closes the socket with 1011 (internal error) and an empty reason instead
     of 4400 and the problem: the control plane logs an agent crash, not a protocol error. Fix: handle the welcome inside the
@@ -1135,7 +1135,7 @@ def test_an_oversized_frame_closes_the_link_and_the_agent_reconnects() -> None:
 def test_stop_during_the_handshake_ends_run() -> None:
     """``stop()`` must end ``run()`` whenever it is called (SIGTERM from systemd lands at any moment).
 
-    BUG (agent/service.py, Agent.stop / _connect_once): ``stop()`` sets the event and closes ``self._ws``,
+    BUG (squads/node_agent/service.py, Agent.stop / _connect_once): ``stop()`` sets the event and closes ``self._ws``,
     but while ``connect()`` is still opening the connection ``self._ws`` is None, so nothing is closed; once
     the handshake completes ``_connect_once`` stores the socket and ``_session`` serves it as if nothing
     happened: the agent stays connected until the control plane drops it (systemd's stop times out and
@@ -1168,7 +1168,7 @@ def test_a_long_refused_command_is_refused_not_fatal() -> None:
     """Every argv item may be 4 096 characters (``Run.argv``), so the policy's reason for refusing one,
     which quotes the command, can be longer than ``Refused.reason`` allows (4 096).
 
-    BUG (agent/service.py, Agent._refusal): ``Refused(..., reason=decision.reason)`` raises a pydantic
+    BUG (squads/node_agent/service.py, Agent._refusal): ``Refused(..., reason=decision.reason)`` raises a pydantic
     ValidationError for such a reason. It is raised inside ``_session``'s message loop, which only catches
     FrameError and ConnectionClosed, and ``run()`` does not catch it either: ``Agent.run()`` (and so
     ``squads agent``) dies with a traceback on one request the control plane is allowed to send. Fix: cut

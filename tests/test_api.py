@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from auth.service import create_api_token, revoke_api_token
+from squads.accounts.api_tokens import create_api_token, revoke_api_token
 from chat_server.app import create_app
-from config.settings import Settings
+from squads.settings.env import Settings
 from squads.context import AppContext
-from storage.db import session_scope
+from squads.storage.db import session_scope
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_squads_serve_answers_health_on_a_real_port(tmp_path: Path, capsys: pyte
     output = server.stdout.read().decode() if server.stdout else ""
     assert output.count("First start: created user 'admin'") == 1, output
     password = output.split("one-time password", 1)[1].split()[0]
-    from users.service import sign_in
+    from squads.accounts.service import sign_in
 
     context = AppContext(settings=Settings(data_dir=tmp_path))
     assert sign_in(context.db.sessions, username="admin", password=password, peer="test").user.must_change_password

@@ -12,12 +12,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from auth.service import create_api_token
+from squads.accounts.api_tokens import create_api_token
 from chat_server.app import create_app
-from config.settings import Settings
-from nodes.service import create_node
+from squads.settings.env import Settings
+from squads.nodes.service import create_node
 from squads.context import AppContext
-from storage.db import session_scope
+from squads.storage.db import session_scope
 
 # schemathesis collects operations at import time, so the app (on a throwaway database) is built here.
 FOLDER = Path(tempfile.mkdtemp(prefix="squads-schemathesis-"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from audit.models import AuditRecord, RecordKind
-from audit.service import verify
-from nodes.models import NodeConfig
+from squads.audit.models import AuditRecord, RecordKind
+from squads.audit.service import verify
+from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.runtime import ApprovalError, Conversation, RuntimeConfig
 from squads.service import default_grants, load_squads
-from storage.service import Database
+from squads.storage.service import Database
 from tools.executors.fixture import Fixture, FixtureExecutor
 from transcripts.models import EventKind
 

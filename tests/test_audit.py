@@ -14,12 +14,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from audit import service
-from audit.cli import app
-from audit.models import GENESIS_HASH, AuditRecord, RecordKind
-from config.settings import get_settings
+from squads.audit import service
+from squads.audit.cli import app
+from squads.audit.models import GENESIS_HASH, AuditRecord, RecordKind
+from squads.settings.env import get_settings
 from permissions.models import Decision, Verdict
-from storage.service import Database
+from squads.storage.service import Database
 from tools.executors.base import ExecResult, output_digest
 
 

@@ -15,12 +15,12 @@ from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from audit import keys
-from audit import service as audit
-from audit.anchor import make_checkpoint, read_checkpoints, write_checkpoint
-from audit.models import GENESIS_HASH, HASHED_FIELDS, AuditRecord, RecordKind
-from storage.db import make_engine
-from storage.service import Database, alembic_config, open_database
+from squads.audit import keys
+from squads.audit import service as audit
+from squads.audit.anchor import make_checkpoint, read_checkpoints, write_checkpoint
+from squads.audit.models import GENESIS_HASH, HASHED_FIELDS, AuditRecord, RecordKind
+from squads.storage.db import make_engine
+from squads.storage.service import Database, alembic_config, open_database
 from tools.executors.base import ExecResult, output_digest
 from transcripts import service as transcripts
 from transcripts.integrity import verify_transcripts

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from audit import keys
-from audit.anchor import read_checkpoints
+from squads.audit import keys
+from squads.audit.anchor import read_checkpoints
 from chat_server.app import create_app
-from config.settings import Settings
+from squads.settings.env import Settings
 from squads.context import AppContext
 
 SQUADS = [str(Path(sys.executable).with_name("squads"))]  # the installed console script, as people run it

@@ -6,13 +6,13 @@ import hashlib
 
 from sqlalchemy import select
 
-from audit.models import AuditRecord, RecordKind
-from audit.service import canonical_json
-from nodes.models import NodeConfig
+from squads.audit.models import AuditRecord, RecordKind
+from squads.audit.service import canonical_json
+from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import default_grants, load_squads
-from storage.service import Database
+from squads.storage.service import Database
 from tools.executors.fixture import FixtureExecutor
 
 

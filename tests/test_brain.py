@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brain.actions import Call, CallResult, Say
-from brain.extract import SLOT_TYPES, extract, validate_slot
-from brain.intents import best_match, is_affirmative, is_negative, score, trigger_matches, words
-from brain.explicit import explicit_command
-from brain.service import RunbookBrain, State
-from brain.steps import fill, fill_text, holds, merge_facts
-from evals.models import find_scenarios, load_scenario
+from squads.brain.actions import Call, CallResult, Say
+from squads.brain import extract as extraction
+from squads.brain.intents import best_match, is_affirmative, is_negative, score, trigger_matches, words
+from squads.brain.explicit import explicit_command
+from squads.brain.service import RunbookBrain, State
+from squads.brain.steps import fill, fill_text, holds, merge_facts
+from tools.executors.scenario import find_scenarios, load_scenario
 from permissions.validators import ValueRejected, from_spec
 from squads.models import SquadSpec
 from squads.service import load_squads
@@ -29,13 +29,23 @@ REPO = Path(__file__).resolve().parents[1]
 SCENARIO_DIRS = [PUBLIC_SCENARIOS, REPO / "tests" / "scenarios"]
 SQUADS = load_squads()
 K8S_NAME = from_spec("k8s_name").describe
+# Every slot the shipped squads define (each squad extracts only its own).
+VOCABULARY = {name: slot for squad in SQUADS.values() for name, slot in squad.playbook().slots.items()}
+
+
+def extract(text: str, slots: list[str] | None = None) -> extraction.Extraction:
+    return extraction.extract(text, VOCABULARY, slots)
+
+
+def validate_slot(slot: str, value: str) -> str:
+    return extraction.validate_slot(VOCABULARY, slot, value)
 
 Respond = Callable[[Call], CallResult]
 
 
 def drive(squad: SquadSpec, text: str, state: State, respond: Respond | None = None) -> list[Say | Call]:
     """Run one brain turn the way the runtime does: send a CallResult for every Call."""
-    turn = RunbookBrain(squad).turn(text, state)
+    turn = RunbookBrain(squad.playbook()).turn(text, state)
     steps: list[Say | Call] = []
     result: CallResult | None = None
     while True:
@@ -184,8 +194,10 @@ def test_extract_never_accepts_a_truncated_prefix_of_a_hostile_token(text: str, 
 
 
 def test_every_slot_type_is_a_known_validator() -> None:
-    for slot, spec in SLOT_TYPES.items():
-        assert from_spec(spec).name, slot
+    assert set(VOCABULARY) >= {"namespace", "pod", "service", "deployment", "container", "app", "replicas",
+                               "pid", "path", "server"}
+    for slot, spec in VOCABULARY.items():
+        assert from_spec(spec.type).name, slot
 
 
 # -- intents -----------------------------------------------------------------------------
@@ -287,7 +299,7 @@ def test_neither_affirmative_nor_negative(text: str) -> None:
 
 # -- explicit commands -------------------------------------------------------------------
 
-PROGRAMS = RunbookBrain(SQUADS["k8s"]).programs
+PROGRAMS = RunbookBrain(SQUADS["k8s"].playbook()).programs
 
 
 @pytest.mark.parametrize(
@@ -352,7 +364,7 @@ def test_run_prefix_followed_by_prose_is_not_a_command(text: str) -> None:
     ],
 )
 def test_prose_that_starts_with_a_program_name_is_not_a_command(squad: str, text: str) -> None:
-    argv = explicit_command(text, RunbookBrain(SQUADS[squad]).programs)
+    argv = explicit_command(text, RunbookBrain(SQUADS[squad].playbook()).programs)
     assert argv is None, (
         f"PRODUCT BUG: explicit_command({text!r}) = {argv!r}: any message whose first word is a known program "
         "is sent to the policy as a command instead of being diagnosed"

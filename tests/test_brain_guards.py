@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from brain.actions import Call, CallResult, Say
-from brain.service import RunbookBrain, State, imperative
+from squads.brain.actions import Call, CallResult, Say
+from squads.brain.service import RunbookBrain, State, imperative
 from squads.chat import safe
 from squads.service import load_squads
 
@@ -43,7 +43,7 @@ def test_imperatives_are_requests(squad: str, action: str, text: str) -> None:
 
 
 def _turn(squad: str, text: str, state: State) -> list[Say | Call]:
-    gen = RunbookBrain(SQUADS[squad]).turn(text, state)
+    gen = RunbookBrain(SQUADS[squad].playbook()).turn(text, state)
     out: list[Say | Call] = []
     result: CallResult | None = None
     while True:
@@ -65,10 +65,15 @@ def test_an_unanswered_question_does_not_capture_a_later_message() -> None:
 
 
 def test_evidence_does_not_cross_to_another_node() -> None:
-    state = State(facts={"blocker_pid": "48211", "namespace": "prod"})
+    state = State(facts={"blocker_pid": "48211"})
     state.facts["node_changed"] = True
     steps = _turn("database", "terminate the blocking session", state)
     assert not [s for s in steps if isinstance(s, Call)], "a pid found on another node must not be reused"
+    # Each squad keeps its own slots: the k8s squad's namespace carries over, the pod it found does not.
+    state = State(facts={"last_pod": "web-7d9f8b6c5d-x2x9z", "namespace": "prod"})
+    state.facts["node_changed"] = True
+    steps = _turn("k8s", "delete the pod", state)
+    assert not [s for s in steps if isinstance(s, Call)], "a pod found on another node must not be deleted"
     assert state.facts.get("namespace") == "prod", "what the user said carries over"
 
 

@@ -19,14 +19,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from chat_server.app import create_app
 from chat_server.cli import uvicorn_options
-from config.settings import Settings
-from nodes.models import NodeConfig
+from squads.settings.env import Settings
+from squads.nodes.models import NodeConfig
 from squads.context import AppContext
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from tests.agent_harness import free_port, wait_for
 from tools.executors.fixture import Fixture, FixtureExecutor
-from users.models import Role
-from users.service import create_user
+from squads.accounts.models import Role
+from squads.accounts.service import create_user
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The flags this machine's Chromium needs headless (see the tool library's env entry).

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from config.settings import get_settings
+from squads.settings.env import get_settings
 from squads.cli import app
 from squads.service import load_squads
-from storage.service import open_database
+from squads.storage.service import open_database
 from transcripts import service as transcripts
 from transcripts.models import EventKind
 from tests.paths import PUBLIC_SCENARIOS

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from config.settings import get_settings
+from squads.settings.env import get_settings
 from squads.cli import app
 
 runner = CliRunner()

@@ -13,18 +13,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from agent.protocol import Facts, Hello
-from audit.models import AuditRecord
-from auth.models import ApiToken
-from auth.service import authenticate_token, create_api_token
+from squads.node_agent.protocol import Facts, Hello
+from squads.audit.models import AuditRecord
+from squads.accounts.token_models import ApiToken
+from squads.accounts.api_tokens import authenticate_token, create_api_token
 from chat_server.app import create_app
-from config.settings import Settings
-from nodes.hub import Hub, Link
-from nodes.models import NodeRecord
-from nodes.service import connection_state, create_node
+from squads.settings.env import Settings
+from squads.nodes.hub import Hub, Link
+from squads.nodes.tables import NodeRecord
+from squads.nodes.service import connection_state, create_node
 from squads.context import AppContext
-from storage.db import session_scope
-from storage.service import Database
+from squads.storage.db import session_scope
+from squads.storage.service import Database
 from tools.executors.base import NotRun
 
 
@@ -186,7 +186,7 @@ def test_site_programs_reach_the_engine_but_cannot_redefine_shipped_ones(context
 
 
 def test_the_hub_authenticates_from_memory_and_defers_to_the_database_when_unsure(db: Database) -> None:
-    from nodes.service import find_node, revoke_node, rotate_token
+    from squads.nodes.service import find_node, revoke_node, rotate_token
 
     with session_scope(db.sessions) as session:
         first = create_node(session, name="web-1", labels={"role": "web"}, actor="t")

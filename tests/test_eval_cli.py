@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from evals.models import find_scenarios, load_scenario
+from tools.executors.scenario import find_scenarios, load_scenario
 from squads.cli import app
 from tests.paths import PUBLIC_SCENARIOS
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import select
 
-from audit import service as audit
-from audit.models import AuditRecord
-from storage.service import Database
+from squads.audit import service as audit
+from squads.audit.models import AuditRecord
+from squads.storage.service import Database
 from tests.policy_helpers import LAB, default_engine
 from tools.execution import execute
 from tools.executors.base import ExecResult

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from permissions.models import GrantSpec, NodeContext, Verdict
-from permissions.service import GrantError, build_engine, load_site_grants, save_grant, stored_grants
-from storage.db import session_scope
-from storage.service import Database
+from permissions.service import GrantError, build_engine, load_site_grants
+from permissions.store import save_grant, stored_grants
+from squads.storage.db import session_scope
+from squads.storage.service import Database
 from tests.policy_helpers import squads
 from squads.service import default_grants
 

@@ -10,17 +10,17 @@ from fastapi.testclient import TestClient
 
 from typer.testing import CliRunner
 
-from auth.service import create_api_token
+from squads.accounts.api_tokens import create_api_token
 from chat_server.app import create_app
-from config.settings import Settings, get_settings
-from nodes.models import LOCAL_NODE_OFF
-from nodes.service import NodeNotFound, get_node
+from squads.settings.env import Settings, get_settings
+from squads.nodes.models import LOCAL_NODE_OFF
+from squads.nodes.service import NodeNotFound, get_node
 from permissions.models import Verdict
 from squads.cli import app
 from squads.context import AppContext
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from tests.web import as_user, site_with_users, web_client
-from users.models import Role
+from squads.accounts.models import Role
 
 ENGINEER = "webserver/service-health"
 

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from audit.models import AuditRecord, RecordKind
-from audit.service import verify
-from config.settings import get_settings
-from nodes.models import NodeRecord
-from nodes.service import (
+from squads.audit.models import AuditRecord, RecordKind
+from squads.audit.service import verify
+from squads.settings.env import get_settings
+from squads.nodes.tables import NodeRecord
+from squads.nodes.service import (
     NodeNotFound,
     NodeRegistryError,
     authenticate,
@@ -24,8 +24,8 @@ from nodes.service import (
     rotate_token,
 )
 from squads.cli import app
-from storage.db import session_scope
-from storage.service import Database
+from squads.storage.db import session_scope
+from squads.storage.service import Database
 
 
 def test_the_token_is_returned_once_and_only_its_hash_is_stored(db: Database) -> None:

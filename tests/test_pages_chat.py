@@ -15,7 +15,7 @@ from chat_server.pages_chat import _Turns
 from chat_server.signin import templates
 from squads.context import AppContext
 from transcripts.models import Event, EventKind
-from users.models import Role
+from squads.accounts.models import Role
 from tests.web import as_user, site_with_users, web_client
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from audit.models import AuditRecord, RecordKind
-from nodes.hub import NodeState
-from nodes.models import NodeRecord
+from squads.audit.models import AuditRecord, RecordKind
+from squads.nodes.hub import NodeState
+from squads.nodes.tables import NodeRecord
 from squads.context import AppContext
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from tests.web import as_user, site_with_users, web_client
-from users.models import Role
+from squads.accounts.models import Role
 
 TOKEN = re.compile(r"sqn_[A-Za-z0-9_-]{20,}")
 

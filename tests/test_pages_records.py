@@ -12,23 +12,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from audit import service as audit
-from audit.models import RecordKind
-from auth.service import create_api_token
+from squads.audit import service as audit
+from squads.audit.models import RecordKind
+from squads.accounts.api_tokens import create_api_token
 from chat_server.app import create_app
 from chat_server.pages_records import chat_items
-from config.settings import Settings
+from squads.settings.env import Settings
 from squads.context import AppContext
 from tests.runtime_helpers import fixture_config
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import load_squads
-from storage.db import session_scope
-from storage.service import Database
+from squads.storage.db import session_scope
+from squads.storage.service import Database
 from tools.executors.fixture import Fixture
 from transcripts import service as transcripts
 from transcripts.models import EventKind
-from users.models import Role
-from users.service import create_user
+from squads.accounts.models import Role
+from squads.accounts.service import create_user
 
 PASSWORD = "a long enough passphrase"
 SQUADS = load_squads()
@@ -284,7 +284,7 @@ def test_a_record_shows_every_column(client: TestClient, context: AppContext) ->
     started = _append(context.db, kind=RecordKind.EXECUTION_INTERRUPTED, ref_seq=seq, reason="gone")
     page = _ok(client, f"/audit/{seq}")
     with context.db.sessions() as session:
-        from audit.models import AuditRecord
+        from squads.audit.models import AuditRecord
 
         record = audit.record_as_dict(session.get(AuditRecord, seq))
     assert record["hash"] in page and record["prev_hash"] in page

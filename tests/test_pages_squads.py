@@ -11,17 +11,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from audit.models import AuditRecord, RecordKind
-from audit.service import verify
+from squads.audit.models import AuditRecord, RecordKind
+from squads.audit.service import verify
 from chat_server.pages_squads import argv_text
 from permissions.models import GrantSpec
-from permissions.service import GrantError, disable_grant, grant_records, save_grant, stored_grants
+from permissions.service import GrantError
+from permissions.store import disable_grant, grant_records, save_grant, stored_grants
 from squads.context import AppContext
-from storage.db import session_scope
-from storage.service import Database
+from squads.storage.db import session_scope
+from squads.storage.service import Database
 from tests.web import as_user, site_with_users, web_client
 from tools.models import ToolSpec
-from users.models import Role
+from squads.accounts.models import Role
 
 AGENT = "webserver/service-health"
 GRANT = """name: failed logins

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brain.parsers.kubectl import (
+from squads.bundles.k8s.kubectl import (
     Event,
     PodRow,
     Usage,

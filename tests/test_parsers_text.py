@@ -1,4 +1,4 @@
-"""Tests for the text parsers in brain.parsers.logs, .system and .postgres."""
+"""Tests for the text parsers in squads.brain.parsers.logs and .system, and squads.bundles.database.postgres."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from brain.parsers.logs import (
+from squads.brain.parsers.logs import (
     ConfigError,
     Upstream,
     find_host_ports,
@@ -19,8 +19,8 @@ from brain.parsers.logs import (
     parse_upstream,
     ssh_events,
 )
-from brain.parsers.postgres import format_duration, parse_interval, parse_lsclusters, parse_unaligned
-from brain.parsers.system import (
+from squads.bundles.database.postgres import format_duration, parse_interval, parse_lsclusters, parse_unaligned
+from squads.brain.parsers.system import (
     Process,
     listening_on,
     parse_df,

@@ -21,16 +21,16 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from audit.models import AuditRecord
+from squads.audit.models import AuditRecord
 from chat_server.app import create_app
 from chat_server.cli import uvicorn_options
-from config.settings import Settings
-from nodes.hub import Hub
-from nodes.remote import RemoteExecutor
-from nodes.service import create_node
+from squads.settings.env import Settings
+from squads.nodes.hub import Hub
+from squads.nodes.remote import RemoteExecutor
+from squads.nodes.service import create_node
 from squads.context import AppContext
 from squads.runtime import Conversation
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from tests.agent_harness import free_port, wait_for
 from transcripts.models import EventKind
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from auth.service import create_api_token
+from squads.accounts.api_tokens import create_api_token
 from chat_server.app import create_app
-from config.settings import Settings
-from nodes.models import NodeRecord
-from nodes.service import NodeRegistryError, create_node, registered_configs
+from squads.settings.env import Settings
+from squads.nodes.tables import NodeRecord
+from squads.nodes.service import NodeRegistryError, create_node, registered_configs
 from permissions.models import GrantSpec, Verdict
-from permissions.service import save_grant
+from permissions.store import save_grant
 from squads.context import AppContext
-from storage.db import session_scope
+from squads.storage.db import session_scope
 
 ENGINEER = "webserver/service-health"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
+from squads.settings.env import Settings
 from tests.web import PASSWORD, as_user, site_with_users, web_client
-from users.models import Role
+from squads.accounts.models import Role
 
 
 def test_wrong_current_passwords_are_throttled_and_a_right_one_resets_nothing_for_a_guesser(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from audit.keys import AuditKeyError, load_key
-from nodes.models import NodeConfig
+from squads.audit.keys import AuditKeyError, load_key
+from squads.nodes.models import NodeConfig
 from permissions.engine import PolicyEngine
 from permissions.models import GrantSpec, NodeContext
 from tools.executors.base import RunContext

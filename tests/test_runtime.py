@@ -8,14 +8,14 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from audit.models import AuditRecord, RecordKind
-from audit.service import verify
-from evals.models import load_scenario
-from nodes.models import NodeConfig
+from squads.audit.models import AuditRecord, RecordKind
+from squads.audit.service import verify
+from tools.executors.scenario import load_scenario
+from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import default_grants, load_squads
-from storage.service import Database
+from squads.storage.service import Database
 from tools.executors.base import output_digest
 from tools.executors.fixture import Fixture, FixtureExecutor
 from transcripts import service as transcripts

@@ -24,16 +24,16 @@ from websockets.protocol import State
 
 from typer.testing import CliRunner
 
-from agent.policy import load_policy
-from agent.protocol import Refused as RefusedFrame
-from agent.protocol import Result, Run
-from agent.service import Agent, AgentOptions
-from audit.models import AuditRecord
-from config.settings import get_settings
+from squads.node_agent.policy import load_policy
+from squads.node_agent.protocol import Refused as RefusedFrame
+from squads.node_agent.protocol import Result, Run
+from squads.node_agent.service import Agent, AgentOptions
+from squads.audit.models import AuditRecord
+from squads.settings.env import get_settings
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, GrantSpec, NodeContext
 from squads.cli import app
-from storage.service import Database
+from squads.storage.service import Database
 from tools.execution import execute
 from tools.executors.base import RunContext
 from tools.executors.local import LocalExecutor

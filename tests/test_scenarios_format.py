@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.models import ScenarioError, find_scenarios, load_scenario
+from tools.executors.scenario import ScenarioError, find_scenarios, load_scenario
 from tests.paths import PUBLIC_SCENARIOS
 
 PUBLIC = PUBLIC_SCENARIOS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from brain.analyzers.k8s import scheduling_reasons
+from squads.bundles.k8s.analyzers.pods import scheduling_reasons
 
 
 def test_reasons_are_counted_and_ordered() -> None:

@@ -17,14 +17,14 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from audit.models import AuditRecord
+from squads.audit.models import AuditRecord
 from chat_server.app import create_app
 from chat_server.cli import uvicorn_options
-from config.settings import Settings
+from squads.settings.env import Settings
 from squads.context import AppContext
 from tests.agent_harness import free_port, wait_for
 from tests.web import PASSWORD, site_with_users, web_client
-from users.models import Role
+from squads.accounts.models import Role
 
 
 @contextmanager

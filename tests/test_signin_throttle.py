@@ -9,12 +9,12 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from audit.models import AuditRecord
-from storage.db import session_scope
-from storage.service import Database
-from users.models import Role, SignInCounter
-from users.ratelimit import SignInLimits, address_key, prune
-from users.service import SignInError, SignInThrottled, create_user, sign_in
+from squads.audit.models import AuditRecord
+from squads.storage.db import session_scope
+from squads.storage.service import Database
+from squads.accounts.models import Role, SignInCounter
+from squads.accounts.ratelimit import SignInLimits, address_key, prune
+from squads.accounts.service import SignInError, SignInThrottled, create_user, sign_in
 
 GOOD = "correct horse battery"
 

@@ -91,3 +91,56 @@ def test_bundle_errors_name_the_file_and_problem(tmp_path: Path) -> None:
     (folder / "tools.yaml").write_text("tools: [unclosed\n")
     with pytest.raises(BundleError, match="tools.yaml: not valid YAML"):
         load_bundle(folder)
+
+
+def test_the_agents_defaults_from_yaml_alone_equal_the_control_planes() -> None:
+    """The node agent reads bundle YAML without squad models; it must arrive at the same grants."""
+    from squads.grants import default_grants_from_yaml
+    from squads.service import default_grants, load_squads
+
+    assert default_grants_from_yaml() == default_grants(load_squads().values())
+    assert len(default_grants_from_yaml()) > 4
+
+
+def test_a_broken_tools_file_names_itself_to_the_agent(tmp_path: Path) -> None:
+    from squads.grants import BundleError, default_grants_from_yaml
+
+    folder = tmp_path / "extra"
+    folder.mkdir()
+    (folder / "squad.yaml").write_text("name: extra\ntitle: X\ndescription: x\nagents: {a: {description: x}}\n")
+    (folder / "tools.yaml").write_text("tools:\n  - {name: t, agent: a, argv: [ls], effect: sometimes}\n")
+    with pytest.raises(BundleError, match=r"extra/tools\.yaml"):
+        default_grants_from_yaml([tmp_path])
+
+
+def _copy_bundle(tmp_path: Path, name: str) -> Path:
+    import shutil
+
+    from squads.grants import BUILTIN_BUNDLES
+
+    folder = tmp_path / name
+    shutil.copytree(BUILTIN_BUNDLES / name, folder)
+    return folder
+
+
+def test_a_tool_naming_an_unknown_analyzer_fails_at_load_naming_file_and_tool(tmp_path: Path) -> None:
+    folder = _copy_bundle(tmp_path, "database")
+    tools = folder / "tools.yaml"
+    tools.write_text(tools.read_text().replace("analyze: pg.status", "analyze: pg.statuz", 1))
+    with pytest.raises(BundleError) as caught:
+        load_bundle(folder)
+    message = str(caught.value)
+    assert message.startswith(f"{tools}: tool ")
+    assert "unknown analyzer 'pg.statuz'; did you mean 'pg.status'?" in message
+
+
+def test_a_runbook_step_naming_an_unknown_analyzer_fails_at_load_naming_runbook_and_step(tmp_path: Path) -> None:
+    folder = _copy_bundle(tmp_path, "k8s")
+    runbooks = folder / "runbooks.yaml"
+    runbooks.write_text(runbooks.read_text().replace("analyze: k8s.selector_pods", "analyze: k8s.no_such", 1))
+    with pytest.raises(BundleError, match=r"runbooks\.yaml: runbook [a-z-]+, step \d+ \([a-z_]+\): unknown analyzer 'k8s.no_such'"):
+        load_bundle(folder)
+
+
+def test_the_shipped_bundles_name_only_known_analyzers() -> None:
+    assert set(load_squads()) == {"k8s", "webserver", "database", "security"}

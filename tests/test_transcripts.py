@@ -10,12 +10,12 @@ import pytest
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
-from config.settings import get_settings
+from squads.settings.env import get_settings
 from squads.cli import app
 from tests.runtime_helpers import fixture_config
 from squads.runtime import Conversation, RuntimeConfig
 from squads.service import load_squads
-from storage.service import Database, open_database
+from squads.storage.service import Database, open_database
 from tools.executors.fixture import Fixture
 from transcripts import service as transcripts
 from transcripts.export import to_json, to_markdown

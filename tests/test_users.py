@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from audit.models import AuditRecord
-from audit.service import verify
-from storage.db import session_scope
-from storage.service import Database
-from users.models import Role, User, WebSession
-from users.service import (
+from squads.audit.models import AuditRecord
+from squads.audit.service import verify
+from squads.storage.db import session_scope
+from squads.storage.service import Database
+from squads.accounts.models import Role, User, WebSession
+from squads.accounts.service import (
     AccountError,
     SignInError,
     change_password,

@@ -12,11 +12,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
-from auth.service import create_api_token
+from squads.accounts.api_tokens import create_api_token
 from chat_server.app import create_app
 from squads.context import AppContext
-from storage.db import session_scope
-from users.models import Role
+from squads.storage.db import session_scope
+from squads.accounts.models import Role
 from tests.web import PASSWORD, csrf, sign_in, site_with_users, web_client
 
 PUBLIC = {("/healthz", "GET"), ("/login", "GET"), ("/login", "POST")}
@@ -153,7 +153,7 @@ def test_roles_decide_what_each_caller_may_do(client: TestClient, context: AppCo
     made = client.post("/api/nodes", json={"name": "web-1"}, headers={"X-CSRF-Token": token})
     assert made.status_code == 201, made.text
     with session_scope(context.db.sessions) as session:
-        from users.service import find_user
+        from squads.accounts.service import find_user
 
         personal = create_api_token(session, name="eddie ci", actor="t", user_id=find_user(session, "eddie").id).token
     bearer = {"Authorization": f"Bearer {personal}"}

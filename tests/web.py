@@ -10,11 +10,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from chat_server.app import create_app
-from config.settings import Settings
+from squads.settings.env import Settings
 from squads.context import AppContext
-from storage.db import session_scope
-from users.models import Role
-from users.service import create_user
+from squads.storage.db import session_scope
+from squads.accounts.models import Role
+from squads.accounts.service import create_user
 
 PASSWORD = "a long enough passphrase"
 

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from nodes.models import LOCAL_NODE
-from nodes.service import NodeNotFound, get_node
+from squads.nodes.models import LOCAL_NODE
+from squads.nodes.service import NodeNotFound, get_node
 from permissions.models import Verdict
 from tools.execution import execute
 from tools.executors.base import NotRun

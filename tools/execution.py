@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from audit import service as audit
-from audit.models import AuditRecord
+from squads.audit import service as audit
+from squads.audit.models import AuditRecord
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext, Verdict
-from storage.db import session_scope
+from squads.storage.db import session_scope
 from tools.executors.base import (
     BatchRunner,
     ExecResult,

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
-from audit.service import display_text
+from squads.audit.service import display_text
 
 from squads.context import load_context
 from transcripts import service
@@ -31,7 +31,9 @@ def list_command(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> N
     context = load_context()
     with context.db.sessions() as session:
         records = service.list_conversations(session, limit=limit)
-    table = Table("id", "updated", "squad", "node", "turns", "title")
+    # An id is what people copy into `export`: never cut or wrapped; the title gives way instead.
+    id_column = Column("id", no_wrap=True, min_width=max((len(r.id) for r in records), default=2))
+    table = Table(id_column, "updated", "squad", "node", "turns", "title")
     for r in records:
         # Titles are what users typed: plain Text, with control characters shown, never markup.
         table.add_row(r.id, r.updated_at[:19], r.squad, r.node, str(r.turns), Text(display_text(r.title[:60])))
@@ -48,11 +50,11 @@ def export_command(
     context = load_context()
     with context.db.sessions() as session:
         try:
-            record = service.get_conversation(session, conversation_id)
+            record = service.resolve_conversation(session, conversation_id)
         except service.ConversationNotFound as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        events = service.load_events(session, conversation_id)
+        events = service.load_events(session, record.id)
         text = to_markdown(record, events) if fmt is Format.MARKDOWN else to_json(record, events)
     if output is None:
         typer.echo(text, nl=False)

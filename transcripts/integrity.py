@@ -2,7 +2,7 @@
 
 Triggers refuse UPDATE and DELETE on ``conversation_events``, but whoever can
 write the database can drop them. So each event stores ``mac``, an HMAC under
-the audit key (:mod:`audit.keys`) over all its columns, and an event that
+the audit key (:mod:`squads.audit.keys`) over all its columns, and an event that
 refers to an audit record stores that record's hash (``audit_hash``). A tool
 output must also say what its ``execution_finished`` record says (exit code,
 stdout, stderr), and that record is itself protected by the keyed chain.
@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from audit import keys
-from audit.models import AuditRecord, RecordKind
-from audit.service import stored_text
+from squads.audit import keys
+from squads.audit.models import AuditRecord, RecordKind
+from squads.audit.service import stored_text
 from transcripts.models import EventKind, EventRecord
 
 EVENT_PURPOSE = "transcript-event"

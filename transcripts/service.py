@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from audit import keys
+from squads.audit import keys
 from transcripts.integrity import audit_hash_of, event_mac
+from squads.storage.lookup import AmbiguousId, id_by_prefix
 from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
 from transcripts.redact import redact, redact_value
 
@@ -49,6 +50,17 @@ def get_conversation(session: Session, conversation_id: str) -> ConversationReco
     if record is None:
         raise ConversationNotFound(f"no conversation {conversation_id!r}; `squads transcript list` shows the ids")
     return record
+
+
+def resolve_conversation(session: Session, ref: str) -> ConversationRecord:
+    """The conversation whose id is ``ref`` or starts with it (at least 4 characters), for people typing ids.
+
+    ``ConversationNotFound`` says whether no id or several ids match, listing them."""
+    try:
+        conversation_id = id_by_prefix(session, ConversationRecord.id, ref, what="conversation")
+    except AmbiguousId as exc:
+        raise ConversationNotFound(str(exc)) from None
+    return get_conversation(session, conversation_id or ref)
 
 
 def list_conversations(session: Session, *, limit: int = 50) -> list[ConversationRecord]:

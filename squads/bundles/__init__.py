@@ -1,0 +1,1 @@
+"""The squads that ship: one folder each, with its YAML, analyzers, parsers and slots (docs/squads.md)."""

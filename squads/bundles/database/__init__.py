@@ -1,0 +1,1 @@
+"""The database squad's bundle: its YAML, analyzers and slot vocabulary."""

@@ -1,0 +1,1 @@
+"""The k8s squad's bundle: its YAML, analyzers and slot vocabulary."""

@@ -1,0 +1,562 @@
+"""Reading kubectl output about pods: their states, why they do not schedule or start, their logs."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from squads.brain.analyzers import Output, analyzer
+from squads.brain.analyzers.common import failure
+from squads.brain.models import Analysis, Facts, Severity
+from squads.brain.parsers import logs as lp
+from squads.brain.parsers.logs import find_host_ports
+
+from .. import kubectl as k
+
+HEALTHY = {"Running", "Completed", "Succeeded"}
+NETWORK_ERRORS = re.compile(
+    r"connection refused|econnrefused|timed? ?out|no route to host|could not connect|failed to connect|"
+    r"unable to connect|no such host|name or service not known|dial tcp|connect: ",
+    re.IGNORECASE,
+)
+# Every name pattern starts at a word boundary of its own, so a long token is scanned once, not
+# once per character (which made a 256 KB log line take seconds).
+DNS_ERRORS = [
+    re.compile(r"lookup ([A-Za-z0-9][\w.-]{0,252})(?: on \S{1,64})?: no such host"),
+    re.compile(r'could not translate host name "([^"]{1,253})"'),
+    re.compile(r"getaddrinfo (?:ENOTFOUND|EAI_AGAIN) ([A-Za-z0-9][\w.-]{0,252})"),
+    re.compile(r"UnknownHostException: ([A-Za-z0-9][\w.-]{0,252})"),
+    re.compile(r"(?<![\w.-])([A-Za-z0-9][\w.-]{0,252}): (?:Name or service not known|Temporary failure in name resolution)"),
+]
+APP_ERRORS = re.compile(
+    r"\b(fatal|panic|error|exception|traceback|killed|out ?of ?memory|oom|not found|no such file|permission denied)\b",
+    re.IGNORECASE,
+)
+# What a container's exit code says when the log does not.
+EXIT_MEANING = {
+    126: "the command exists but cannot be executed (permissions or format)",
+    127: "the command was not found in the image (a wrong command/args or a missing binary)",
+    128: "the container's command was invalid",
+    134: "the process aborted (SIGABRT)",
+    137: "the process was killed (SIGKILL): out of memory, or a failing liveness probe",
+    139: "the process crashed (segmentation fault)",
+    143: "the process was asked to stop (SIGTERM) and did",
+}
+POD_LIST_LIMIT = 15
+
+
+CLUSTER_DNS = re.compile(r"^([a-z0-9-]+)\.([a-z0-9-]+)(?:\.svc(?:\.cluster\.local)?)?$")
+
+
+def facts_hosts(result: Analysis) -> list[str]:
+    """The dependency hosts an analysis found so far."""
+    return [str(h) for h in result.facts.get("dependency_hosts", [])]
+
+
+def said(name: str, message: str) -> bool:
+    """``name`` appears in the user's message as a whole word ("web" is not in "webshop")."""
+    return re.search(rf"(?<![\w.-]){re.escape(name.lower())}(?![\w-])", message) is not None
+
+
+def _unhealthy(row: k.PodRow) -> bool:
+    return row.status not in HEALTHY or (row.status == "Running" and row.ready < row.total)
+
+
+def _pod_line(row: k.PodRow) -> str:
+    extra = f", {row.restarts} restarts" if row.restarts else ""
+    return f"{row.name} ({row.status}, {row.ready}/{row.total} ready{extra})"
+
+
+@analyzer(
+    "k8s.pods",
+    facts=("evicted_pods", "no_pods", "target_pods"),
+    codes=("pod_unhealthy", "pods_evicted"),
+)
+def pods(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get pods``: which pods are unhealthy (narrowed to the app the user named)."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_pods(output.stdout)
+    where = f" in {output.params.get('namespace')}" if output.params.get("namespace") else ""
+    if not rows:
+        return Analysis(summary=f"no pods{where}", facts={"no_pods": True})
+    bad = [r for r in rows if _unhealthy(r)]
+    if not bad:
+        # Running and ready now, but restarting over and over: a crash between two probes still counts.
+        bad = sorted((r for r in rows if r.restarts >= 3), key=lambda r: -r.restarts)[:3]
+    app = str(facts.get("app") or "")
+    message = str(facts.get("message") or "")
+    named = [r for r in bad if said(r.name, message)]
+    targets = named or [r for r in bad if app and r.name.startswith(app)] or bad
+    shown = ", ".join(_pod_line(r) for r in rows[:POD_LIST_LIMIT])
+    more = f" and {len(rows) - POD_LIST_LIMIT} more" if len(rows) > POD_LIST_LIMIT else ""
+    result = Analysis(summary=f"{len(rows)} pods{where}, {len(bad)} not healthy: {shown}{more}")
+    result.facts["target_pods"] = [r.name for r in targets if r.status != "Evicted"]
+    evicted = [r for r in rows if r.status == "Evicted"]
+    if evicted:
+        result.facts["evicted_pods"] = [r.name for r in evicted]
+        result.add("pods_evicted", Severity.PROBLEM, f"{len(evicted)} pods{where} were Evicted (the node ran short of a resource).")
+    for row in targets[:5]:
+        if row.status != "Evicted":
+            result.add("pod_unhealthy", Severity.INFO, f"Pod {_pod_line(row)}.")
+    return result
+
+
+@analyzer(
+    "k8s.candidate_pods",
+    facts=("candidate_pod_refs",),
+    codes=("candidate_pod",),
+)
+def candidate_pods(output: Output, facts: Facts) -> Analysis:
+    """The pods a Service with an empty selector was probably meant for (named like it)."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_pods(output.stdout)
+    namespace = str(output.params.get("namespace", ""))
+    orphans = [o for o in facts.get("orphan_services", []) if o.get("namespace") == namespace]
+    result = Analysis(summary=f"{len(rows)} pods in {namespace}: " + ", ".join(_pod_line(r) for r in rows[:POD_LIST_LIMIT]))
+    refs = []
+    for orphan in orphans:
+        stem = str(orphan["service"]).split("-")[0]
+        for row in rows:
+            if row.name.startswith(str(orphan["service"])) or row.name.startswith(stem + "-"):
+                refs.append({"pod": row.name, "namespace": namespace})
+                result.add("candidate_pod", Severity.INFO, f"Pod {_pod_line(row)} looks like the one Service {orphan['service']} should select.")
+    if refs:
+        result.facts["candidate_pod_refs"] = refs[:2]
+    return result
+
+
+@analyzer(
+    "k8s.all_pods",
+    facts=("evicted_pod_refs",),
+    codes=("pods_evicted", "pods_unhealthy"),
+)
+def all_pods(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get pods -A``: counts by state, evictions per namespace."""
+    if failed := failure(output):
+        return failed
+    rows = k.parse_pods(output.stdout)
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row.status] = by_status.get(row.status, 0) + 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items(), key=lambda p: -p[1]))
+    result = Analysis(summary=f"{len(rows)} pods in all namespaces: {counts}")
+    evicted = [r for r in rows if r.status == "Evicted"]
+    if evicted:
+        result.facts["evicted_pod_refs"] = [{"pod": r.name, "namespace": r.namespace} for r in evicted if r.namespace]
+        spaces = sorted({r.namespace for r in evicted if r.namespace})
+        result.add(
+            "pods_evicted", Severity.PROBLEM,
+            f"{len(evicted)} pods were Evicted ({', '.join(r.name for r in evicted[:5])}) in {', '.join(spaces) or 'the cluster'}.",
+        )
+    stuck = [r for r in rows if r.status not in HEALTHY | {"Evicted"}]
+    if stuck:
+        result.add("pods_unhealthy", Severity.INFO, "Not running: " + ", ".join(_pod_line(r) for r in stuck[:8]) + ".")
+    return result
+
+
+@analyzer(
+    "k8s.selector_pods",
+    facts=("dependency_pods", "empty_selectors", "orphan_services"),
+    codes=("dependency_pod_unhealthy", "selector_matches_nothing"),
+)
+def selector_pods(output: Output, facts: Facts) -> Analysis:
+    """``kubectl get pods -l SELECTOR`` for a Service's selector: does it match any pod?"""
+    if failed := failure(output):
+        return failed
+    selector = str(output.params.get("selector", ""))
+    service = dict(facts.get("service_of_selector") or {}).get(selector, "the service")
+    rows = k.parse_pods(output.stdout)
+    if not rows:
+        namespace = str(output.params.get("namespace", ""))
+        bare = service.split(" (")[0]
+        result = Analysis(
+            summary=f"no pod matches {selector}",
+            facts={"empty_selectors": [selector],
+                   "orphan_services": [{"service": bare, "namespace": namespace, "selector": selector}]},
+        )
+        result.add(
+            "selector_matches_nothing", Severity.CAUSE,
+            f"Service {service} selects pods with {selector}, but no pod has that label, so it has no endpoints "
+            f"and every connection to it is refused: either nothing is running for it (a workload scaled to 0 or "
+            f"not creating pods) or the selector and the pods' labels disagree.",
+            service=service, selector=selector,
+        )
+        return result
+    bad = [r for r in rows if _unhealthy(r)]
+    result = Analysis(summary=f"{selector} matches " + ", ".join(_pod_line(r) for r in rows))
+    result.facts["dependency_pods"] = [r.name for r in bad]
+    for row in bad:
+        result.add(
+            "dependency_pod_unhealthy", Severity.PROBLEM,
+            f"Service {service} selects {row.name}, which is {row.status} ({row.ready}/{row.total} ready), "
+            f"so {service} has no ready endpoint.",
+        )
+    return result
+
+
+def _scheduling(info: k.PodInfo) -> str:
+    failed = [e for e in info.events if e.reason == "FailedScheduling"]
+    return failed[-1].message if failed else ""
+
+
+def _total_requests(info: k.PodInfo) -> dict[str, int]:
+    """The pod's summed cpu (millicores) and memory (bytes) requests."""
+    cpu = sum(k.cpu_millicores(c.requests.get("cpu", "")) or 0 for c in info.containers)
+    memory = sum(k.memory_bytes(c.requests.get("memory", "")) or 0 for c in info.containers)
+    return {"cpu": cpu, "memory": memory}
+
+
+def _requests(info: k.PodInfo) -> str:
+    parts = []
+    for c in info.containers:
+        req = ", ".join(f"{r} {v}" for r, v in c.requests.items())
+        lim = ", ".join(f"{r} {v}" for r, v in c.limits.items())
+        if req or lim:
+            parts.append(f"{c.name} requests {req or 'nothing'}" + (f" (limits {lim})" if lim else ""))
+    return "; ".join(parts)
+
+
+@analyzer(
+    "k8s.describe_pod",
+    facts=(
+        "crashing_pods", "env_dependencies", "insufficient_resources", "last_pod", "pending_node_selector",
+        "pending_requests", "pending_taints", "probe_failing_pods", "probe_paths", "unbound_claims",
+    ),
+    codes=(
+        "container_config", "crashloop", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
+        "oom_killed", "pending_affinity", "pending_insufficient", "pending_nodes_down", "pending_other",
+        "pending_taint", "pending_unbound_pvc", "pod_evicted", "pod_running", "probe_failing",
+        "selector_label_mismatch", "volume_mount_failed", "volume_multi_attach",
+    ),
+)
+def describe_pod(output: Output, facts: Facts) -> Analysis:
+    """``kubectl describe pod``: why the pod is not running, with the numbers that matter."""
+    if failed := failure(output):
+        return failed
+    info = k.describe_pod(output.stdout)
+    name = info.name or str(output.item or output.params.get("pod", "the pod"))
+    result = Analysis(summary=f"{name}: status {info.status or 'unknown'}")
+    hosts = [f"{h}:{p}" for c in info.containers for v in c.env.values() for h, p in find_host_ports(v)]
+    if hosts:
+        result.facts["env_dependencies"] = hosts
+    top = k.parse_describe(output.stdout)
+    reason, message = (top[0].value("Reason"), top[0].value("Message")) if top else ("", "")
+    if reason == "Evicted":
+        resource = re.search(r"low on resource: ([\w.-]+)", message)
+        result.add(
+            "pod_evicted", Severity.CAUSE,
+            f"{name} was Evicted from node {info.node or '?'}: {message}"
+            + (f" The node ran out of {resource.group(1)}." if resource else ""),
+            pod=name, resource=resource.group(1) if resource else "",
+        )
+        return result
+    schedule = _scheduling(info)
+    if info.status == "Pending" and schedule:
+        _pending(result, name, info, schedule)
+    result.facts["last_pod"] = name
+    for orphan in facts.get("orphan_services", []):
+        wanted = k.parse_selector(str(orphan.get("selector", "")))
+        if wanted and info.namespace == orphan.get("namespace") and name.startswith(str(orphan["service"]).split("-")[0]):
+            differ = {key: (value, info.labels.get(key)) for key, value in wanted.items() if info.labels.get(key) != value}
+            if differ:
+                shown = "; ".join(
+                    f"{key}={have}" if have else f"no {key} label" for key, (_, have) in differ.items()
+                )
+                labels = ", ".join(f"{k_}={v}" for k_, v in info.labels.items()) or "none"
+                result.add(
+                    "selector_label_mismatch", Severity.CAUSE,
+                    f"Pod {name} ({info.status}) carries the labels {labels} ({shown}), so no pod matches Service "
+                    f"{orphan['service']}'s selector {orphan['selector']} and the Service has no endpoints. Fix the "
+                    "selector or the labels.",
+                    service=orphan["service"], selector=orphan["selector"],
+                )
+    for c in info.init_containers:
+        _init_container(result, name, c)
+    for c in info.containers:
+        _container(result, name, info, c)
+    _volume_events(result, name, info)
+    if not result.findings and info.status == "Running":
+        result.add("pod_running", Severity.OK, f"{name} is Running.")
+    return result
+
+
+SCHEDULING_REASON = re.compile(r"(\d+) (?:node\(s\) )?(.+)")
+CONTROL_PLANE = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+
+def _category(reason: str) -> str:
+    lowered = reason.lower()
+    if lowered.startswith("insufficient"):
+        return "insufficient"
+    if "taint" in lowered:
+        return "taint"
+    if "persistentvolumeclaim" in lowered or "volume node affinity" in lowered:
+        return "volume"
+    if "affinity" in lowered or "selector" in lowered:
+        return "affinity"
+    if "unschedulable" in lowered or "not-ready" in lowered or "unreachable" in lowered:
+        return "node_down"
+    return "other"
+
+
+def scheduling_reasons(message: str) -> list[tuple[int, str, str]]:
+    """(node count, reason, category) from a FailedScheduling message, biggest count first.
+
+    "0/4 nodes are available: 1 node(s) had untolerated taint {...}, 3 node(s) didn't match Pod's node
+    affinity/selector. preemption: ..." gives [(3, "didn't match ...", "affinity"), (1, "had untolerated ...", "taint")].
+    """
+    body = message.split("preemption:")[0]
+    body = body.split("available:", 1)[1] if "available:" in body else body
+    reasons = []
+    for part in re.split(r",\s+(?=\d+ )", body.strip().rstrip(".")):
+        found = SCHEDULING_REASON.match(part.strip())
+        if found:
+            reasons.append((int(found.group(1)), found.group(2).strip(), _category(found.group(2))))
+    return sorted(reasons, key=lambda r: -r[0])
+
+
+def _pending(result: Analysis, name: str, info: k.PodInfo, message: str) -> None:
+    reasons = scheduling_reasons(message)
+    # A control-plane taint keeps every workload off those nodes by design: it is never the story
+    # while other nodes refuse the pod for another reason.
+    relevant = [r for r in reasons if not (r[2] == "taint" and any(c in r[1] for c in CONTROL_PLANE))] or reasons
+    category = relevant[0][2] if relevant else _category(message.lower())
+    others = "; ".join(f"{n} node(s) {why}" for n, why, _ in reasons)
+    said = f"The scheduler says: \"{message}\"."
+    requests = _requests(info)
+    if category == "insufficient":
+        kinds = sorted({k_.rstrip(".") for k_ in re.findall(r"insufficient ([a-z0-9./-]+)", message.lower())})
+        result.facts["insufficient_resources"] = kinds
+        result.facts["pending_requests"] = {name: _total_requests(info)}
+        result.add(
+            "pending_insufficient", Severity.CAUSE,
+            f"{name} is Pending: no node has enough free {' and '.join(kinds)} (Insufficient {', '.join(kinds)}). "
+            f"{said} {requests}.",
+            pod=name, resources=" and ".join(kinds),
+        )
+    elif category == "taint":
+        taints = [t for t in re.findall(r"\{[^}]*\}", message) if not any(c in t for c in CONTROL_PLANE)] or re.findall(r"\{[^}]*\}", message)
+        result.facts["pending_taints"] = taints
+        tolerations = ", ".join(info.tolerations) or "none"
+        result.add(
+            "pending_taint", Severity.CAUSE,
+            f"{name} is Pending: the nodes carry taint(s) {', '.join(taints) or 'that it does not tolerate'} and the pod "
+            f"does not tolerate them (its tolerations: {tolerations}). {said}",
+            pod=name, taints=", ".join(taints),
+        )
+    elif category == "volume":
+        result.facts["unbound_claims"] = info.claims
+        result.add(
+            "pending_unbound_pvc", Severity.PROBLEM,
+            f"{name} is Pending because of its volume(s) {', '.join(info.claims)}: {others}. {said}",
+        )
+    elif category == "affinity":
+        selector = info.node_selectors or "its node affinity (see the pod spec)"
+        result.facts["pending_node_selector"] = info.node_selectors
+        result.add(
+            "pending_affinity", Severity.CAUSE,
+            f"{name} is Pending: no node matches its node selector {selector} ({others}). Either no node carries "
+            "that label any more, or the pod asks for the wrong one.",
+            pod=name, selector=selector,
+        )
+    elif category == "node_down":
+        result.add("pending_nodes_down", Severity.CAUSE, f"{name} is Pending: the nodes are not schedulable ({others}). {said}")
+    else:
+        result.add("pending_other", Severity.PROBLEM, f"{name} is Pending. {said}")
+
+
+def _init_container(result: Analysis, name: str, c: k.ContainerInfo) -> None:
+    """An init container that fails keeps the pod in Init:... and the app never starts."""
+    if c.last_reason == "OOMKilled" or c.reason == "OOMKilled":
+        limit = c.limits.get("memory", "none set")
+        result.add(
+            "init_oom_killed", Severity.CAUSE,
+            f"Init container {c.name} of {name} is OOMKilled (exit code {c.exit_code if c.exit_code is not None else 137}): "
+            f"it needs more memory than its limit of {limit}; it has restarted {c.restart_count} times, and the app "
+            "containers never start until it succeeds.",
+            limit=limit, pod=name, container=c.name,
+        )
+    elif c.restart_count and c.last_reason not in ("", "Completed"):
+        meaning = EXIT_MEANING.get(c.exit_code or -1, "")
+        result.add(
+            "init_failing", Severity.CAUSE,
+            f"Init container {c.name} of {name} keeps failing (exit code {c.exit_code}, {c.last_reason}"
+            + (f": {meaning}" if meaning else "") + f", {c.restart_count} restarts); the app containers wait for it.",
+            pod=name, container=c.name,
+        )
+
+
+def _volume_events(result: Analysis, name: str, info: k.PodInfo) -> None:
+    """A ReadWriteOnce volume still attached elsewhere holds a new pod in ContainerCreating."""
+    attach = [e.message for e in info.events if "multi-attach" in e.message.lower() or e.reason == "FailedAttachVolume"]
+    if attach:
+        result.add(
+            "volume_multi_attach", Severity.CAUSE,
+            f"{name} cannot start: its volume is ReadWriteOnce (RWO) and still attached to another pod or node "
+            f"(\"{attach[-1]}\"). With a RollingUpdate strategy the new pod waits for the old one, which keeps the "
+            "volume: use strategy Recreate for single-writer volumes, or delete the old pod (needs approval).",
+            pod=name,
+        )
+    mount = [e.message for e in info.events if e.reason == "FailedMount"]
+    if mount and not attach:
+        result.add("volume_mount_failed", Severity.CAUSE, f"{name} cannot mount a volume: {mount[-1]}", pod=name)
+
+
+def _others(info: k.PodInfo, culprit: k.ContainerInfo) -> str:
+    """For a pod with several containers: which ones are not the problem."""
+    others = [c for c in info.containers if c.name != culprit.name]
+    if not others:
+        return ""
+    fine = ", ".join(f"{c.name} ({c.restart_count} restarts)" for c in others)
+    return f" Only the {culprit.name} container is affected (a sidecar, not the app, if it is not the main one); the others: {fine}."
+
+
+def _image_typo(info: k.PodInfo, image: str) -> str:
+    """A note when the image's repository name looks like a misspelling of the workload's own name."""
+    repo = image.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
+    names = {info.labels.get("app", ""), info.labels.get("app.kubernetes.io/name", ""), info.controlled_by.split("/")[-1]}
+    names |= {re.sub(r"-[a-z0-9]{8,10}$", "", n) for n in names}
+    for name in sorted(n for n in names if n):
+        if repo != name and difflib.SequenceMatcher(None, repo, name).ratio() >= 0.85:
+            return f" The image name {repo} looks like a misspelling (typo) of {name}."
+    return ""
+
+
+def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo) -> None:
+    pull_errors = [e.message for e in info.events if "pull" in e.message.lower() and e.type == "Warning"]
+    if c.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") or (c.state == "Waiting" and pull_errors and "image" in c.reason.lower()):
+        detail = next((m for m in pull_errors if "failed to pull" in m.lower()), pull_errors[0] if pull_errors else "")
+        why = "the image or tag was not found in the registry" if "not found" in detail.lower() else (
+            "the registry refused the credentials (unauthorized)" if re.search(r"unauthori[sz]ed|denied|401|403", detail, re.I)
+            else "the image could not be pulled")
+        result.add(
+            "image_pull", Severity.CAUSE,
+            f"{name} is in {c.reason}: container {c.name} cannot start because {why}. Image: {c.image}. "
+            + (f"kubelet: \"{detail}\"" if detail else "") + _image_typo(info, c.image),
+            image=c.image, pod=name,
+        )
+        return
+    if c.last_reason == "OOMKilled" or c.reason == "OOMKilled":
+        limit = c.limits.get("memory", "none set")
+        result.facts["crashing_pods"] = [name]
+        result.add(
+            "oom_killed", Severity.CAUSE,
+            f"Container {c.name} of {name} was OOMKilled (exit code {c.exit_code if c.exit_code is not None else 137}): "
+            f"it used more memory than its limit of {limit} (request {c.requests.get('memory', 'none')}); "
+            f"it has restarted {c.restart_count} times."
+            + _others(info, c),
+            limit=limit, pod=name, container=c.name,
+        )
+        return
+    liveness = [e.message for e in info.events if "liveness probe failed" in e.message.lower()]
+    if liveness and c.restart_count:
+        result.facts["crashing_pods"] = [name]
+        result.add(
+            "liveness_killing", Severity.CAUSE,
+            f"The kubelet keeps killing container {c.name} of {name} because its liveness probe fails "
+            f"({liveness[-1]}); it has restarted {c.restart_count} times"
+            + (f", last exit code {c.exit_code}" if c.exit_code is not None else "")
+            + (f". The probe: {c.liveness.split(' delay=')[0]} ({c.liveness.split(' ', 2)[-1] if ' delay=' in c.liveness else ''})" if c.liveness else "")
+            + ". If the app is only slow to start, the probe kills it before it is ready: add a startupProbe or a "
+            "longer initialDelaySeconds.",
+            pod=name, container=c.name,
+        )
+        return
+    if c.reason == "CrashLoopBackOff" or (c.last_state == "Terminated" and c.restart_count and c.last_reason != "Completed"):
+        result.facts["crashing_pods"] = [name]
+        meaning = EXIT_MEANING.get(c.exit_code or -1, "")
+        result.add(
+            "crashloop", Severity.PROBLEM,
+            f"{name} is in {c.reason or 'a crash loop'}: container {c.name} has restarted {c.restart_count} times; "
+            f"the last run ended with exit code {c.exit_code} ({c.last_reason or 'Error'})"
+            + (f": {meaning}" if meaning else "") + ".",
+            pod=name,
+        )
+        return
+    if c.reason in ("CreateContainerConfigError", "CreateContainerError", "RunContainerError"):
+        detail = next((e.message for e in reversed(info.events) if e.type == "Warning"), "")
+        result.add("container_config", Severity.CAUSE, f"{name}: container {c.name} cannot be created ({c.reason}): {detail}")
+        return
+    if c.ready is False and info.status == "Running":
+        probes = [e.message for e in info.events if "probe failed" in e.message.lower()]
+        if probes:
+            result.facts["probe_failing_pods"] = [name]
+            path = re.search(r"https?://[^/\s]*(/\S*)", c.readiness)
+            if path:
+                result.facts["probe_paths"] = [path.group(1)]
+            result.add(
+                "probe_failing", Severity.CAUSE if "readiness" in probes[-1].lower() else Severity.PROBLEM,
+                f"{name}: container {c.name} runs but never becomes ready: {probes[-1]}"
+                + (f" The probe is {c.readiness.split(' delay=')[0]}." if c.readiness else "")
+                + " Until the probe passes, the pod gets no traffic and a rollout cannot progress.",
+                pod=name, container=c.name,
+            )
+
+
+@analyzer(
+    "k8s.logs",
+    facts=("dependency_hosts", "dependency_ports", "dependency_remote", "unresolved_names"),
+    codes=("dependency_unreachable", "dns_unresolved", "log_config_error", "log_error", "log_probe_path"),
+)
+def logs(output: Output, facts: Facts) -> Analysis:
+    """Container logs: unreachable dependencies (host:port) and the last fatal error."""
+    if failed := failure(output):
+        return failed
+    lines = [line for line in output.text.splitlines() if line.strip()]
+    pod = str(output.item or output.params.get("pod", "the pod"))
+    result = Analysis(summary=f"{len(lines)} log lines")
+    unresolved: list[str] = []
+    for line in lines:
+        for pattern in DNS_ERRORS:
+            for name in pattern.findall(line):
+                if name not in unresolved:
+                    unresolved.append(name)
+    if unresolved:
+        result.facts["unresolved_names"] = unresolved
+        result.summary = f"{len(lines)} log lines; the name {', '.join(unresolved)} does not resolve"
+        result.add(
+            "dns_unresolved", Severity.PROBLEM,
+            f"{pod}'s log shows the name {', '.join(unresolved)} does not resolve (no such host): the app cannot "
+            "find that dependency in DNS and exits.",
+        )
+    for path in facts.get("probe_paths", []):
+        mentions = [line.strip() for line in lines if str(path) in line]
+        if mentions:
+            result.add("log_probe_path", Severity.INFO, f"{pod}'s log about {path}: {mentions[0][:300]}")
+    # A DNS error's "on 10.96.0.10:53" names the resolver, not the dependency.
+    network = [line for line in lines if NETWORK_ERRORS.search(line) and not any(p.search(line) for p in DNS_ERRORS)]
+    targets: list[tuple[str, int]] = []
+    for line in network:
+        for target in find_host_ports(line):
+            if target not in targets:
+                targets.append(target)
+    if targets:
+        kind = "connection refused" if any("refused" in line.lower() for line in network) else "connection failures"
+        where = ", ".join(f"{h}:{p}" for h, p in targets)
+        result.facts["dependency_ports"] = [p for _, p in targets]
+        result.facts["dependency_hosts"] = [h for h, _ in targets]
+        result.summary = f"{len(network)} lines with {kind} to {where}"
+        result.add(
+            "dependency_unreachable", Severity.PROBLEM,
+            f"{pod}'s log shows {kind} to {where} ({len(network)} times); the app cannot reach that dependency and exits.",
+            target=where,
+        )
+    for error in lp.parse_config_errors(output.text)[:1]:
+        result.add(
+            "log_config_error", Severity.CAUSE,
+            f"{pod}'s log shows its server refusing its configuration: {error.message}"
+            + (f" in {error.file}:{error.line}" if error.file else "") + ".",
+            pod=pod,
+        )
+    remote = [
+        {"service": m.group(1), "namespace": m.group(2)}
+        for h in facts_hosts(result) for m in [CLUSTER_DNS.match(h)] if m and m.group(2) != str(facts.get("namespace"))
+    ]
+    if remote:
+        result.facts["dependency_remote"] = remote
+    errors = [line.strip() for line in lines if APP_ERRORS.search(line)]
+    if errors:
+        result.add("log_error", Severity.PROBLEM if not targets else Severity.INFO, f"Last error in {pod}'s log: {errors[-1][:300]}")
+    return result

@@ -1,0 +1,1 @@
+"""The security squad's bundle: its YAML, analyzers and slot vocabulary."""

@@ -1,0 +1,1 @@
+"""The webserver squad's bundle: its YAML, analyzers and slot vocabulary."""
