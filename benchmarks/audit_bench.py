@@ -28,8 +28,9 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from squads.audit import service
+from squads.audit import chain
 from squads.audit.models import RecordKind
+from squads.audit.verify import VerifyReport, verify
 from squads.storage.service import Database, open_database
 
 PG_ADMIN_DSN = os.environ.get("SQUADS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -85,7 +86,7 @@ def appends_per_second(database: Database, count: int) -> float:
     """Committed single-record transactions per second."""
     started = time.perf_counter()
     for i in range(count):
-        service.append_committed(database.sessions, **_fields(i))
+        chain.append_committed(database.sessions, **_fields(i))
     return count / (time.perf_counter() - started)
 
 
@@ -95,16 +96,16 @@ def fill(database: Database, count: int, batch: int = 1000) -> float:
     for first in range(0, count, batch):
         with database.sessions() as session, session.begin():
             for i in range(first, min(first + batch, count)):
-                service.append(session, **_fields(i))
+                chain.append(session, **_fields(i))
             session.expunge_all()  # keep the identity map from growing across a batch
     return count / (time.perf_counter() - started)
 
 
-def verify_seconds(database: Database) -> tuple[float, service.VerifyReport]:
+def verify_seconds(database: Database) -> tuple[float, VerifyReport]:
     """Wall time of a full verify and its report."""
     with database.sessions() as session:
         started = time.perf_counter()
-        report = service.verify(session)
+        report = verify(session)
         return time.perf_counter() - started, report
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from squads.audit.service import display_text
+from squads.textsafety.display import display_text
 from chat_server.deps import ContextDep, HubDep, ReaderDep, SessionDep
 from chat_server.principals import Admin, Principal, Viewer
 from chat_server.routes import issued_out, node_out

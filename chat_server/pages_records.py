@@ -20,13 +20,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from squads.audit import service as audit
+from squads.audit import chain, queries
 from squads.audit.anchor import Checkpoints, read_checkpoints
 from squads.audit.keys import settings_key
 from squads.audit.models import AuditRecord, RecordKind
+from squads.audit.verify import verify
 from chat_server.deps import ReaderDep
 from chat_server.principals import Viewer
 from chat_server.signin import render, templates
+from squads.textsafety import display
 from transcripts import service as transcripts
 from transcripts.export import to_json, to_markdown
 from transcripts.models import ConversationRecord, Event, EventKind
@@ -43,22 +45,22 @@ def _stored_argv(value: str | None) -> str:
     try:
         argv = json.loads(value)
     except ValueError:
-        return audit.display_text(value)
-    return _argv(argv) if isinstance(argv, list) else audit.display_text(value)
+        return display.display_text(value)
+    return _argv(argv) if isinstance(argv, list) else display.display_text(value)
 
 
 def _argv(argv: Any) -> str:
     """An argv as a JSON array in which nothing is invisible (anything else: its text, escaped)."""
-    return audit.display_argv([str(a) for a in argv]) if isinstance(argv, list) else audit.display_text(str(argv))
+    return display.display_argv([str(a) for a in argv]) if isinstance(argv, list) else display.display_text(str(argv))
 
 
 def _shell(argv: Any) -> str:
     """An argv as the shell words one would type, on one line with nothing invisible."""
-    return audit.display_text(shlex.join(str(a) for a in argv) if isinstance(argv, list) else str(argv))
+    return display.display_text(shlex.join(str(a) for a in argv) if isinstance(argv, list) else str(argv))
 
 
 # The shared environment of every page; these names mean the same wherever they are used.
-for _name, _filter in (("display_text", audit.display_text), ("display_lines", audit.display_lines),
+for _name, _filter in (("display_text", display.display_text), ("display_lines", display.display_lines),
                        ("display_argv", _argv), ("stored_argv", _stored_argv), ("shell", _shell)):
     templates.env.filters[_name] = _filter
 
@@ -209,9 +211,9 @@ def audit_page(
     """The log, newest first, 50 a page (``before`` is the cursor), searchable; the chain's head on top."""
     filters = {"kind": kind, "actor": actor, "squad": squad, "agent": agent, "node": node, "decision": decision,
                "conversation_id": conversation_id, "q": q}
-    query = audit.AuditQuery(**{k: v or None for k, v in filters.items() if k != "q"}, text=q or None)
-    found = audit.search_records(session, query, before=before, limit=PAGE_SIZE)
-    head_seq, head_hash = audit.head(session)
+    query = queries.AuditQuery(**{k: v or None for k, v in filters.items() if k != "q"}, text=q or None)
+    found = queries.search_records(session, query, before=before, limit=PAGE_SIZE)
+    head_seq, head_hash = chain.head(session)
     newer = None if found.newer is None else f"/audit?{_query(**filters, before=found.newer or None)}"
     return render(
         request, "audit.html", principal=caller, records=found.records, filters=filters, before=before,
@@ -229,7 +231,7 @@ def audit_verify_page(
     settings = request.app.state.context.settings
     path = settings.effective_audit_checkpoint_file
     found = read_checkpoints(path, key=settings_key(settings)) if path.exists() else Checkpoints([], [])
-    report = audit.verify(session, expect_head=expect_head.strip() or None, anchors=found.anchors)
+    report = verify(session, expect_head=expect_head.strip() or None, anchors=found.anchors)
     if report.ok and found.problems:
         report = replace(report, ok=False, problem="; ".join(found.problems))
     return render(request, "audit_verify.html", principal=caller, report=report, expect_head=expect_head.strip())
@@ -244,7 +246,7 @@ def audit_export(request: Request, caller: Viewer, since: Annotated[int, Query(g
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="ascii")  # noqa: SIM115
     try:
         with request.app.state.context.db.readers() as session:
-            audit.export_jsonl(session, cast(TextIO, spool), since_seq=since)  # a text file in all but name
+            queries.export_jsonl(session, cast(TextIO, spool), since_seq=since)  # a text file in all but name
         spool.seek(0)
     except BaseException:
         spool.close()
@@ -265,10 +267,10 @@ def audit_record_page(request: Request, caller: Viewer, session: ReaderDep, seq:
     record = session.get(AuditRecord, int(seq)) if re.fullmatch(r"[0-9]{1,18}", seq) else None
     if record is None:
         return render(request, "audit_record.html", 404, principal=caller, missing=seq)
-    fields = audit.record_as_dict(record)
+    fields = queries.record_as_dict(record)
     details = fields["details"]
     return render(
-        request, "audit_record.html", principal=caller, record=fields, followups=audit.followups(session, record.seq),
+        request, "audit_record.html", principal=caller, record=fields, followups=queries.followups(session, record.seq),
         details=None if details is None else details if isinstance(details, str)
         else json.dumps(details, indent=2, ensure_ascii=False, sort_keys=True),
     )

@@ -19,7 +19,7 @@ from permissions.programs import ProgramSpec, load_programs
 from permissions.service import GRANT_NAME_MAX, GrantError
 from permissions.tables import GrantRecord
 from squads.audit.models import RecordKind
-from squads.audit.service import append
+from squads.audit.chain import append
 
 
 def stored_grants(session: Session) -> list[GrantSpec]:

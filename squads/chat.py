@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
-from squads.audit.service import display_lines
+from squads.textsafety.display import display_lines
 
 from tools.executors.scenario import ScenarioError, load_scenario
 from squads.evals.runner import scenario_config

@@ -22,7 +22,7 @@ from squads.models import SquadSpec
 from squads.service import default_grants, load_squads
 from squads.audit.anchor import write_checkpoint
 from squads.audit.keys import settings_key
-from squads.audit.service import sweep_interrupted
+from tools.execution_records import sweep_interrupted
 from squads.storage.db import session_scope
 from squads.storage.service import Database, open_database
 from squads.runtime import RuntimeConfig

@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from squads.audit import service as audit
 from squads.brain.actions import Call, CallResult, Say, Turn
 from squads.brain.explicit import explicit_command
 from squads.brain.service import RunbookBrain, State
@@ -30,6 +29,7 @@ from permissions.engine import PolicyEngine
 from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
 from squads.storage.db import session_scope
+from tools import execution_records
 from tools.execution import execute, run_decided
 from tools.executors.base import ExecResult, Executor, ExecutorError
 from tools.models import Effect
@@ -149,7 +149,7 @@ class Conversation:
         try:
             with session_scope(self.config.sessions) as session:
                 # The audit log is the arbiter: it refuses a second resolution, even from another process.
-                record = audit.record_approval(
+                record = execution_records.record_approval(
                     session, decision_seq=approval["decision_seq"], approver=approver, approved=approved, reason=reason
                 )
         except ValueError as exc:
@@ -168,7 +168,7 @@ class Conversation:
         decision = self.config.engine.decide(agent=approval["agent"], node=node.context(), argv=approval["argv"])
         context = {"actor": approver, "squad": self.squad.name, "conversation_id": self.id}
         with session_scope(self.config.sessions) as session:
-            seq = audit.record_decision(session, decision=decision, **context).seq
+            seq = execution_records.record_decision(session, decision=decision, **context).seq
         yield from self._emit(EventKind.DECISION, {**decision.as_dict(), "approval_seq": approval_seq}, seq)
         if decision.verdict is Verdict.DENY:
             yield from self._emit(EventKind.ERROR, {"text": f"not run: the policy now refuses it: {decision.reason}"})
@@ -264,7 +264,7 @@ class Conversation:
         if call.hold:
             decision = self.config.engine.decide(agent=agent, node=node.context(), argv=argv)
             with session_scope(self.config.sessions) as session:
-                seq = audit.record_decision(session, decision=decision, **context).seq
+                seq = execution_records.record_decision(session, decision=decision, **context).seq
             return self._after_decision(decision, seq, tool, events, held=True)
         try:
             outcome = execute(

@@ -26,7 +26,7 @@ import httpx
 from sqlalchemy import select
 
 from squads.audit.models import AuditRecord
-from squads.audit.service import VerifyReport, verify
+from squads.audit.verify import VerifyReport, verify
 from squads.accounts.api_tokens import create_api_token
 from squads.storage.db import session_scope
 from squads.storage.service import open_database

@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                    "squads.evals", "squads.evals.*", "squads.storage.models", "squads.storage.migrations.*")),
     ("application", ("squads.context", "squads.storage.service")),
     ("runtime", ("squads.runtime",)),
-    ("services", ("tools.execution", "squads.nodes.*", "squads.nodes", "squads.accounts", "squads.accounts.*",
+    ("services", ("tools.execution", "tools.execution_records", "squads.nodes.*", "squads.nodes", "squads.accounts", "squads.accounts.*",
                   "transcripts", "transcripts.*", "permissions.store")),
     ("node agent", ("squads.node_agent", "squads.node_agent.*")),
     ("audit", ("squads.audit", "squads.audit.*")),
@@ -45,8 +45,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tables", ("permissions.tables", "squads.nodes.tables")),
     ("policy", ("permissions", "permissions.*")),
     ("foundation", ("squads", "squads.settings", "squads.settings.*", "squads.storage", "squads.storage.db",
-                    "squads.storage.lookup",
-                    "transcripts.redact")),
+                    "squads.storage.lookup", "squads.textsafety", "squads.textsafety.*")),
 )
 
 NODE_AGENT = "squads.node_agent"

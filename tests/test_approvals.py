@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from squads.audit.models import AuditRecord, RecordKind
-from squads.audit.service import verify
+from squads.audit.verify import verify
 from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.runtime import ApprovalError, Conversation, RuntimeConfig

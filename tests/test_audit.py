@@ -14,12 +14,16 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from squads.audit import service
+from squads.audit import chain, queries
 from squads.audit.cli import app
+from squads.audit.keys import canonical_json
 from squads.audit.models import GENESIS_HASH, AuditRecord, RecordKind
+from squads.audit.verify import VerifyReport, verify
+from squads.textsafety import display
 from squads.settings.env import get_settings
 from permissions.models import Decision, Verdict
 from squads.storage.service import Database
+from tools import execution_records
 from tools.executors.base import ExecResult, output_digest
 
 
@@ -44,7 +48,7 @@ def _drop_guards(db: Database) -> None:
 
 def _fill(db: Database, count: int) -> list[AuditRecord]:
     return [
-        service.append_committed(
+        chain.append_committed(
             db.sessions,
             kind=RecordKind.DECISION,
             actor="alice",
@@ -61,9 +65,9 @@ def _fill(db: Database, count: int) -> list[AuditRecord]:
     ]
 
 
-def _verify(db: Database, expect_head: str | None = None) -> service.VerifyReport:
+def _verify(db: Database, expect_head: str | None = None) -> VerifyReport:
     with db.sessions() as session:
-        return service.verify(session, expect_head=expect_head)
+        return verify(session, expect_head=expect_head)
 
 
 def test_a_conversation_chains_and_verifies(db: Database) -> None:
@@ -76,14 +80,14 @@ def test_a_conversation_chains_and_verifies(db: Database) -> None:
     result = ExecResult(exit_code=0, stdout="syslog\n", stderr="", duration_ms=12,
                         output_sha256=output_digest(b"syslog\n", b""))  # fmt: skip
     with db.sessions() as session, session.begin():
-        dec = service.record_decision(session, decision=decision, actor="alice", squad="linux",
+        dec = execution_records.record_decision(session, decision=decision, actor="alice", squad="linux",
                                       conversation_id="c1", incident_id="INC-7")  # fmt: skip
-        started = service.record_started(session, argv=decision.exec_argv(), node="web-1", timeout_s=30,
+        started = execution_records.record_started(session, argv=decision.exec_argv(), node="web-1", timeout_s=30,
                                          agent="linux/triage", actor="alice", squad="linux", decision_seq=dec.seq,
                                          conversation_id="c1", incident_id="INC-7")  # fmt: skip
-        finished = service.record_finished(session, started=started, result=result)
-        asked = service.record_decision(session, decision=held, actor="alice", squad="linux", conversation_id="c1")
-        approved = service.record_approval(session, decision_seq=asked.seq, approver="bob", approved=True)
+        finished = execution_records.record_finished(session, started=started, result=result)
+        asked = execution_records.record_decision(session, decision=held, actor="alice", squad="linux", conversation_id="c1")
+        approved = execution_records.record_approval(session, decision_seq=asked.seq, approver="bob", approved=True)
 
     assert [r.seq for r in (dec, started, finished, asked, approved)] == [1, 2, 3, 4, 5]
     assert started.prev_hash == dec.hash and dec.prev_hash == GENESIS_HASH
@@ -94,30 +98,30 @@ def test_a_conversation_chains_and_verifies(db: Database) -> None:
     report = _verify(db)
     assert report.ok and report.records_checked == 5 and report.problem is None
     with db.sessions() as session:
-        assert (report.head_seq, report.head_hash) == service.head(session) == (5, approved.hash)
-        assert service.execution_state(session, started.seq) == "finished"
+        assert (report.head_seq, report.head_hash) == chain.head(session) == (5, approved.hash)
+        assert execution_records.execution_state(session, started.seq) == "finished"
 
 
 def test_verify_accepts_a_core_connection(db: Database) -> None:
     records = _fill(db, 3)
     with db.engine.connect() as conn:
-        report = service.verify(conn, expect_head=records[1].hash)
+        report = verify(conn, expect_head=records[1].hash)
         assert (report.ok, report.head_seq, report.head_hash) == (True, 3, records[-1].hash)
-        assert service.head(conn) == (3, records[-1].hash)
+        assert chain.head(conn) == (3, records[-1].hash)
 
 
 def test_argv_must_be_a_list_not_a_shell_string(db: Database) -> None:
     with pytest.raises(TypeError, match="shell string"):
-        service.append_committed(db.sessions, kind="decision", argv="rm -rf /")
+        chain.append_committed(db.sessions, kind="decision", argv="rm -rf /")
     with pytest.raises(ValueError):
-        service.append_committed(db.sessions, kind="no-such-kind")
+        chain.append_committed(db.sessions, kind="no-such-kind")
     assert _verify(db).records_checked == 0
 
 
 def test_empty_log_verifies(db: Database) -> None:
     with db.sessions() as session:
-        assert service.head(session) == (0, GENESIS_HASH)
-    assert _verify(db) == service.VerifyReport(True, 0, 0, GENESIS_HASH)
+        assert chain.head(session) == (0, GENESIS_HASH)
+    assert _verify(db) == VerifyReport(True, 0, 0, GENESIS_HASH)
 
 
 @pytest.mark.parametrize(
@@ -158,9 +162,9 @@ def test_altered_and_rehashed_record_fails_its_mac(db: Database) -> None:
     _fill(db, 5)
     _drop_guards(db)
     with db.sessions() as session:
-        fields = service.record_as_dict(session.get(AuditRecord, 3))
+        fields = queries.record_as_dict(session.get(AuditRecord, 3))
     fields["argv"] = json.dumps(["rm", "-rf", "/"], separators=(",", ":"))
-    forged = service.record_hash(fields)
+    forged = chain.record_hash(fields)
     _sql(db, f"UPDATE audit_records SET argv = '{fields['argv']}', hash = '{forged}' WHERE seq = 3")
     report = _verify(db)
     assert (report.ok, report.first_broken_seq, report.head_seq) == (False, 3, 2)
@@ -192,7 +196,7 @@ def test_removed_tail_is_found_with_expect_head(db: Database) -> None:
 
 def test_nul_in_output_round_trips_as_a_visible_sign(db: Database) -> None:
     digest = output_digest(b"a\x00b", b"")
-    record = service.append_committed(
+    record = chain.append_committed(
         db.sessions, kind="execution_finished", stdout="a\x00b", stderr="\x00", output_sha256=digest, argv=["x\x00"]
     )
     with db.sessions() as session:
@@ -212,7 +216,7 @@ def test_concurrent_appends_form_one_contiguous_chain(db: Database) -> None:
         try:
             barrier.wait()
             for i in range(each):
-                service.append_committed(db.sessions, kind="decision", actor=f"w{worker}", reason=str(i))
+                chain.append_committed(db.sessions, kind="decision", actor=f"w{worker}", reason=str(i))
         except BaseException as exc:  # reported by the assertion below, not lost in the thread
             errors.append(exc)
 
@@ -231,54 +235,54 @@ def test_concurrent_appends_form_one_contiguous_chain(db: Database) -> None:
 
 def test_crash_between_start_and_finish_is_swept_as_interrupted(db: Database) -> None:
     with db.sessions() as session, session.begin():
-        lost = service.record_started(session, argv=["sleep", "9"], node="web-1", timeout_s=10, agent="a")
-        done = service.record_started(session, argv=["true"], node="web-1", timeout_s=10, agent="a")
-        service.record_finished(
+        lost = execution_records.record_started(session, argv=["sleep", "9"], node="web-1", timeout_s=10, agent="a")
+        done = execution_records.record_started(session, argv=["true"], node="web-1", timeout_s=10, agent="a")
+        execution_records.record_finished(
             session, started=done, result=ExecResult(exit_code=0, stdout="", stderr="", duration_ms=1)
         )
     started_at = datetime.fromisoformat(lost.ts)
     with db.sessions() as session, session.begin():
-        assert [r.seq for r in service.open_executions(session)] == [lost.seq]
-        assert service.execution_state(session, lost.seq) == "running"
-        assert service.sweep_interrupted(session, now=started_at + timedelta(seconds=60), grace_s=60) == []
-        swept = service.sweep_interrupted(session, now=started_at + timedelta(seconds=71), grace_s=60)
+        assert [r.seq for r in execution_records.open_executions(session)] == [lost.seq]
+        assert execution_records.execution_state(session, lost.seq) == "running"
+        assert execution_records.sweep_interrupted(session, now=started_at + timedelta(seconds=60), grace_s=60) == []
+        swept = execution_records.sweep_interrupted(session, now=started_at + timedelta(seconds=71), grace_s=60)
     assert [(r.kind, r.ref_seq, r.node) for r in swept] == [("execution_interrupted", lost.seq, "web-1")]
     assert swept[0].reason and "crashed" in swept[0].reason
     with db.sessions() as session, session.begin():
-        assert service.execution_state(session, lost.seq) == "interrupted"
-        assert service.execution_state(session, done.seq) == "finished"
-        assert service.open_executions(session) == []
-        assert service.sweep_interrupted(session, now=started_at + timedelta(days=1)) == []
+        assert execution_records.execution_state(session, lost.seq) == "interrupted"
+        assert execution_records.execution_state(session, done.seq) == "finished"
+        assert execution_records.open_executions(session) == []
+        assert execution_records.sweep_interrupted(session, now=started_at + timedelta(days=1)) == []
         with pytest.raises(LookupError):
-            service.execution_state(session, swept[0].seq)
+            execution_records.execution_state(session, swept[0].seq)
     assert _verify(db).ok
 
 
 def test_export_jsonl_lines_equal_the_records(db: Database) -> None:
     _fill(db, 3)
-    service.append_committed(db.sessions, kind="decision", argv=["echo", "\u202e\u00e9"], details={"k": [1, None]})
+    chain.append_committed(db.sessions, kind="decision", argv=["echo", "\u202e\u00e9"], details={"k": [1, None]})
     out = io.StringIO()
     with db.sessions() as session:
-        assert service.export_jsonl(session, out) == 4
+        assert queries.export_jsonl(session, out) == 4
         records = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
         later = io.StringIO()
-        assert service.export_jsonl(session, later, since_seq=2) == 2
+        assert queries.export_jsonl(session, later, since_seq=2) == 2
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert lines == [service.record_as_dict(r) for r in records]
+    assert lines == [queries.record_as_dict(r) for r in records]
     assert out.getvalue().isascii()
     assert lines[3]["argv"] == ["echo", "\u202e\u00e9"] and lines[3]["details"] == {"k": [1, None]}
     assert lines[0]["argv"] == ["kubectl", "get", "pods", "-n", "ns0"]
     # The export carries everything needed to re-check the chain elsewhere.
     for line in lines:
-        line["argv"] = service.canonical_json(line["argv"]).decode() if line["argv"] is not None else None
-        line["details"] = service.canonical_json(line["details"]).decode() if line["details"] is not None else None
-        assert service.record_hash(line) == line["hash"]
+        line["argv"] = canonical_json(line["argv"]).decode() if line["argv"] is not None else None
+        line["details"] = canonical_json(line["details"]).decode() if line["details"] is not None else None
+        assert chain.record_hash(line) == line["hash"]
     assert [json.loads(x)["seq"] for x in later.getvalue().splitlines()] == [3, 4]
 
 
 def test_display_argv_escapes_what_could_spoof_a_terminal() -> None:
     argv = ["echo", "a\nb", "\x1b[31mred", "evil\u202etxt.exe", "zero\u200bwidth", "tag\U000e0041", 'q"\\', "héllo"]
-    shown = service.display_argv(argv)
+    shown = display.display_argv(argv)
     for raw in ("\n", "\x1b", "\u202e", "\u200b", "\U000e0041"):
         assert raw not in shown
     for escaped in ("\\u000a", "\\u001b", "\\u202e", "\\u200b", "\\udb40\\udc41"):
@@ -329,13 +333,13 @@ def test_many_appends_in_one_transaction_and_a_rolled_back_savepoint_keep_the_ch
     # The head is remembered within a transaction; a savepoint's records may vanish, so it must not be.
     with db.sessions() as session, session.begin():
         for i in range(50):
-            service.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": i})
+            chain.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": i})
         nested = session.begin_nested()
-        service.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": "dropped"})
+        chain.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": "dropped"})
         nested.rollback()
-        service.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": "after"})
+        chain.append(session, kind=RecordKind.NODE_ADMIN, actor="t", details={"i": "after"})
     with db.sessions() as session:
-        report = service.verify(session)
+        report = verify(session)
         assert report.ok, report.problem
         assert report.records_checked == 51
         last = session.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc())).first()

@@ -16,11 +16,13 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from squads.audit import keys
-from squads.audit import service as audit
+from squads.audit import chain
 from squads.audit.anchor import make_checkpoint, read_checkpoints, write_checkpoint
 from squads.audit.models import GENESIS_HASH, HASHED_FIELDS, AuditRecord, RecordKind
+from squads.audit.verify import VerifyReport, verify
 from squads.storage.db import make_engine
 from squads.storage.service import Database, alembic_config, open_database
+from tools import execution_records
 from tools.executors.base import ExecResult, output_digest
 from transcripts import service as transcripts
 from transcripts.integrity import verify_transcripts
@@ -57,15 +59,15 @@ def _restore_guards(db: Database, table: str = "audit_records") -> None:
 
 def _fill(db: Database, count: int, start: int = 0) -> list[AuditRecord]:
     return [
-        audit.append_committed(db.sessions, kind=RecordKind.DECISION, actor="alice", agent="k8s/triage",
+        chain.append_committed(db.sessions, kind=RecordKind.DECISION, actor="alice", agent="k8s/triage",
                                argv=["kubectl", "get", "pods", "-n", f"ns{i}"], decision="allow", reason="read-only")
         for i in range(start, start + count)
     ]  # fmt: skip
 
 
-def _verify(db: Database, **kwargs: object) -> audit.VerifyReport:
+def _verify(db: Database, **kwargs: object) -> VerifyReport:
     with db.sessions() as session:
-        return audit.verify(session, **kwargs)  # type: ignore[arg-type]
+        return verify(session, **kwargs)  # type: ignore[arg-type]
 
 
 def _as_attacker(db_url: str) -> Database:
@@ -77,7 +79,7 @@ def test_every_record_carries_a_mac_that_verify_checks(db: Database) -> None:
     records = _fill(db, 3)
     key = keys.session_key(db.sessions())
     for record in records:
-        assert record.mac == audit.record_mac(key, {name: getattr(record, name) for name in HASHED_FIELDS})
+        assert record.mac == chain.record_mac(key, {name: getattr(record, name) for name in HASHED_FIELDS})
     report = _verify(db)
     assert (report.ok, report.records_checked, report.sealed_records) == (True, 3, 0)
     wrong = _verify(db, key=ATTACKER_KEY)
@@ -109,7 +111,7 @@ def test_a_rewrite_that_leaves_the_mac_empty_is_detected(db: Database) -> None:
     with db.sessions() as session:
         fields = {name: getattr(session.get(AuditRecord, 5), name) for name in HASHED_FIELDS}
     fields["argv"] = json.dumps(["true"], separators=(",", ":"))
-    _sql(db, f"UPDATE audit_records SET argv = '{fields['argv']}', hash = '{audit.record_hash(fields)}', mac = NULL "
+    _sql(db, f"UPDATE audit_records SET argv = '{fields['argv']}', hash = '{chain.record_hash(fields)}', mac = NULL "
              "WHERE seq = 5")  # fmt: skip
     report = _verify(db)
     assert (report.ok, report.first_broken_seq) == (False, 5)
@@ -180,8 +182,8 @@ def _conversation_with_output(db: Database, stdout: str = "web-0 Running\n") -> 
     result = ExecResult(exit_code=0, stdout=stdout, stderr="", duration_ms=5,
                         output_sha256=output_digest(stdout.encode(), b""))  # fmt: skip
     with db.sessions() as session, session.begin():
-        started = audit.record_started(session, argv=["kubectl", "get", "pods"], node="n", timeout_s=5, agent="a")
-        finished = audit.record_finished(session, started=started, result=result)
+        started = execution_records.record_started(session, argv=["kubectl", "get", "pods"], node="n", timeout_s=5, agent="a")
+        finished = execution_records.record_finished(session, started=started, result=result)
         conversation = transcripts.create_conversation(session, squad="k8s", node="n", actor="alice")
         transcripts.append_event(session, conversation_id=conversation, kind=EventKind.USER_MESSAGE, turn=1,
                                  data={"text": "pods?"})  # fmt: skip
@@ -257,7 +259,7 @@ def _insert_legacy(conn: object, seq: int, prev: str) -> str:
     fields = {name: None for name in HASHED_FIELDS}
     fields.update(seq=seq, ts=f"2026-11-30T00:00:0{seq}+00:00", kind="decision", actor="old", prev_hash=prev,
                   argv=json.dumps(["uptime"]), decision="allow")  # fmt: skip
-    digest = audit.record_hash(fields)
+    digest = chain.record_hash(fields)
     columns = ", ".join([*fields, "hash"])
     conn.execute(text(f"INSERT INTO audit_records ({columns}) VALUES ({', '.join(':' + c for c in [*fields, 'hash'])})"),  # type: ignore[attr-defined]
                  {**fields, "hash": digest})  # fmt: skip
@@ -305,7 +307,7 @@ def test_a_random_key_per_database_keeps_each_chain_its_own(db_url: str) -> None
         _fill(db, 2)
         assert _verify(db).ok and _verify(db, key=key).ok
         with db.engine.connect() as conn:  # a Core connection carries the database's key too
-            assert audit.verify(conn).ok
+            assert verify(conn).ok
         assert not _verify(db, key=keys.process_key()).ok
     finally:
         db.engine.dispose()

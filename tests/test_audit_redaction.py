@@ -7,7 +7,7 @@ import hashlib
 from sqlalchemy import select
 
 from squads.audit.models import AuditRecord, RecordKind
-from squads.audit.service import canonical_json
+from squads.audit.keys import canonical_json
 from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
 from squads.runtime import Conversation, RuntimeConfig

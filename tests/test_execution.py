@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import select
 
-from squads.audit import service as audit
 from squads.audit.models import AuditRecord
+from squads.audit.verify import verify
 from squads.storage.service import Database
 from tests.policy_helpers import LAB, default_engine
+from tools import execution_records
 from tools.execution import execute
 from tools.executors.base import ExecResult
 
@@ -56,10 +57,10 @@ def test_allowed_command_runs_with_resolved_path_between_two_records(db: Databas
     assert outcome.result is not None and outcome.result.stdout == "ok\n"
     assert _kinds(db) == [("decision", "allow"), ("execution_started", None), ("execution_finished", None)]
     with db.sessions() as session:
-        assert audit.execution_state(session, outcome.started_seq) == "finished"
+        assert execution_records.execution_state(session, outcome.started_seq) == "finished"
         finished = session.get(AuditRecord, outcome.finished_seq)
         assert finished is not None and finished.incident_id == "INC-1" and finished.exit_code == 0
-        assert audit.verify(session).ok
+        assert verify(session).ok
 
 
 def test_executor_failure_leaves_an_interrupted_record(db: Database) -> None:
@@ -67,4 +68,4 @@ def test_executor_failure_leaves_an_interrupted_record(db: Database) -> None:
         _run(db, Recorder(fail=True), "webserver/service-health", ["df", "-h"])
     assert [k for k, _ in _kinds(db)] == ["decision", "execution_started", "execution_interrupted"]
     with db.sessions() as session:
-        assert audit.execution_state(session, 2) == "interrupted"
+        assert execution_records.execution_state(session, 2) == "interrupted"

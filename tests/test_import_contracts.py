@@ -89,3 +89,20 @@ def test_importing_the_node_agent_loads_none_of_the_control_plane() -> None:
 def test_a_module_outside_every_layer_is_an_error_not_a_pass() -> None:
     with pytest.raises(LookupError, match="tools.stray is in no layer"):
         check(build_graph(with_module("tools.stray", "x = 1\n")))
+
+
+def test_the_audit_log_importing_transcripts_again_is_caught() -> None:
+    # Before: the audit service redacted with transcripts.redact while transcripts showed text with the
+    # audit service's display helpers, so the two packages imported each other.
+    bad = {**SOURCES, "transcripts.redact": SOURCES["squads.textsafety.redact"],
+           "squads.audit.chain": SOURCES["squads.audit.chain"] + "\nfrom transcripts.redact import redact\n"}
+    problems = upward_imports(build_graph(bad))
+    assert "squads.audit.chain (audit) imports transcripts.redact (services), a higher layer" in problems
+
+
+def test_redaction_and_display_are_one_leaf_package() -> None:
+    graph = build_graph(SOURCES)
+    leaf = {m for m in graph.modules if m == "squads.textsafety" or m.startswith("squads.textsafety.")}
+    assert {"squads.textsafety.redact", "squads.textsafety.display"} <= leaf
+    assert {m: sorted(graph.imports[m] & graph.modules) for m in leaf} == {m: [] for m in leaf}
+    assert "squads.audit.service" not in graph.modules  # the old catch-all is gone, not a facade

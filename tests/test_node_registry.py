@@ -11,7 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from squads.audit.models import AuditRecord, RecordKind
-from squads.audit.service import verify
+from squads.audit.verify import verify
 from squads.settings.env import get_settings
 from squads.nodes.tables import NodeRecord
 from squads.nodes.service import (

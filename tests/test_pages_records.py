@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from squads.audit import service as audit
+from squads.audit import chain, queries
 from squads.audit.models import RecordKind
+from squads.audit.verify import verify
 from squads.accounts.api_tokens import create_api_token
 from chat_server.app import create_app
 from chat_server.pages_records import chat_items
@@ -24,6 +25,7 @@ from squads.runtime import Conversation, RuntimeConfig
 from squads.service import load_squads
 from squads.storage.db import session_scope
 from squads.storage.service import Database
+from squads.textsafety import display
 from tools.executors.fixture import Fixture
 from transcripts import service as transcripts
 from transcripts.models import EventKind
@@ -125,7 +127,7 @@ def test_a_conversation_reads_as_the_chat_showed_it(client: TestClient, context:
     assert "run kubectl logs web-1 -n prod" in page  # the user's message
     for event in events:
         if event.kind is EventKind.ASSISTANT_MESSAGE:
-            assert html.escape(audit.display_lines(event.text), quote=False) in page
+            assert html.escape(display.display_lines(event.text), quote=False) in page
     # the tool card: the command, agent and node, the decision with its reason, the folded output
     assert '<pre class="command" title="argv: [&#34;kubectl&#34;, &#34;logs&#34;' in page
     assert "$ kubectl logs web-1 -n prod</pre>" in page and "$ kubectl get secrets -n prod</pre>" in page
@@ -210,7 +212,7 @@ def test_an_unknown_conversation_is_a_clear_404(client: TestClient) -> None:
 
 
 def _append(db: Database, **fields: object) -> int:
-    return audit.append_committed(db.sessions, **fields).seq  # type: ignore[arg-type]
+    return chain.append_committed(db.sessions, **fields).seq  # type: ignore[arg-type]
 
 
 def _seqs(page: str) -> list[int]:
@@ -221,7 +223,7 @@ def test_the_audit_log_lists_records_newest_first(client: TestClient, context: A
     _k8s_conversation(context.db)
     page = _ok(client, "/audit")
     seqs = _seqs(page)
-    head_seq, head_hash = audit.head(context.db.sessions())
+    head_seq, head_hash = chain.head(context.db.sessions())
     assert seqs == sorted(seqs, reverse=True) and seqs[0] == head_seq
     assert f"record <a href=\"/audit/{head_seq}\">#{head_seq}</a>, hash <code class=\"hash\">{head_hash}</code>" in page
     assert "[&#34;kubectl&#34;, &#34;logs&#34;, &#34;web-1&#34;, &#34;-n&#34;, &#34;prod&#34;]" in page
@@ -234,7 +236,7 @@ def test_the_audit_log_filters(client: TestClient, context: AppContext) -> None:
                     argv=["psql", "-c", "select 1"], decision="deny", reason="no")
     everything = set(_seqs(_ok(client, "/audit")))
     with context.db.sessions() as session:
-        kinds = {r.seq: r.kind for r in audit.search_records(session, audit.AuditQuery(), limit=1000).records}
+        kinds = {r.seq: r.kind for r in queries.search_records(session, queries.AuditQuery(), limit=1000).records}
     signed_in = _seqs(_ok(client, "/audit?kind=sign_in"))
     assert signed_in == sorted((s for s, k in kinds.items() if k == "sign_in"), reverse=True)
     assert other not in signed_in
@@ -286,7 +288,7 @@ def test_a_record_shows_every_column(client: TestClient, context: AppContext) ->
     with context.db.sessions() as session:
         from squads.audit.models import AuditRecord
 
-        record = audit.record_as_dict(session.get(AuditRecord, seq))
+        record = queries.record_as_dict(session.get(AuditRecord, seq))
     assert record["hash"] in page and record["prev_hash"] in page
     assert "n&lt;1&gt;" in page and "&lt;b&gt;bold&lt;/b&gt;\\u001b[2J" in page and "<b>bold" not in page
     assert '&#34;note&#34;: &#34;\\u202e&#34;,\n  &#34;timed_out&#34;: false' in page and "\u202e" not in page
@@ -300,7 +302,7 @@ def test_a_record_shows_every_column(client: TestClient, context: AppContext) ->
 def test_verify_says_ok_with_the_head(client: TestClient, context: AppContext) -> None:
     _k8s_conversation(context.db)
     with context.db.sessions() as session:
-        report = audit.verify(session)
+        report = verify(session)
     page = _ok(client, "/audit/verify")
     assert report.ok and f"<strong>OK</strong>: {report.records_checked} records verified" in page
     assert report.head_hash in page and f'href="/audit/{report.head_seq}"' in page
@@ -340,7 +342,7 @@ def test_the_log_exports_as_jsonl(client: TestClient, context: AppContext) -> No
     assert response.headers["content-type"] == "application/x-ndjson"
     assert response.headers["content-disposition"] == 'attachment; filename="audit.jsonl"'
     lines = [json.loads(line) for line in response.text.splitlines()]
-    head_seq, head_hash = audit.head(context.db.sessions())
+    head_seq, head_hash = chain.head(context.db.sessions())
     assert [r["seq"] for r in lines] == list(range(1, head_seq + 1)) and lines[-1]["hash"] == head_hash
     since = client.get(f"/audit/export.jsonl?since={head_seq - 2}").text.splitlines()
     assert [json.loads(line)["seq"] for line in since] == [head_seq - 1, head_seq]
@@ -350,20 +352,20 @@ def test_the_log_exports_as_jsonl(client: TestClient, context: AppContext) -> No
 
 
 def test_search_records_on_each_backend(db: Database) -> None:
-    literal = audit.append_committed(db.sessions, kind=RecordKind.DECISION, actor="Alice",
+    literal = chain.append_committed(db.sessions, kind=RecordKind.DECISION, actor="Alice",
                                      argv=["grep", "50%_done"], reason="Read-only").seq
-    audit.append_committed(db.sessions, kind=RecordKind.DECISION, actor="bob", argv=["grep", "50xdone"], reason="x")
+    chain.append_committed(db.sessions, kind=RecordKind.DECISION, actor="bob", argv=["grep", "50xdone"], reason="x")
     with db.readers() as session:
         def found(**filters: str) -> list[int]:
-            return [r.seq for r in audit.search_records(session, audit.AuditQuery(**filters)).records]
+            return [r.seq for r in queries.search_records(session, queries.AuditQuery(**filters)).records]
 
         assert found(text="50%_d") == [literal] and found(text="read-ONLY") == [literal]
         assert found(text="50_") == [] and found(actor="alice") == [] and found(actor="Alice") == [literal]
-        page = audit.search_records(session, audit.AuditQuery(), limit=1)
+        page = queries.search_records(session, queries.AuditQuery(), limit=1)
         assert [r.seq for r in page.records] == [2] and page.older == 2 and page.newer is None
-        older = audit.search_records(session, audit.AuditQuery(), before=page.older, limit=1)
+        older = queries.search_records(session, queries.AuditQuery(), before=page.older, limit=1)
         assert [r.seq for r in older.records] == [1] and older.older is None and older.newer == 0
-    assert audit.like_escape("a%b_c/d") == "a/%b/_c//d"
+    assert queries.like_escape("a%b_c/d") == "a/%b/_c//d"
 
 
 def test_find_conversations_on_each_backend(db: Database) -> None:

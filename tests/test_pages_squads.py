@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from squads.audit.models import AuditRecord, RecordKind
-from squads.audit.service import verify
+from squads.audit.verify import verify
 from chat_server.pages_squads import argv_text
 from permissions.models import GrantSpec
 from permissions.service import GrantError

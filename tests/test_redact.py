@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transcripts.redact import KINDS, Redaction, find_secrets, redact, redact_value
+from squads.textsafety.redact import KINDS, Redaction, find_secrets, redact, redact_value
 
 JWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQifQ.c2lnbmF0dXJlLXBhcnQtMTIz"
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"

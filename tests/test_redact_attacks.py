@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from transcripts.redact import redact
+from squads.textsafety.redact import redact
 
 BODY = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7q1w2e3r4t5y6"
 BODY2 = "q1w2e3r4t5y6u7i8o9p0aAbBcCdDeEfFgGhHiIjJkKlLmMnNoOpPqQ=="

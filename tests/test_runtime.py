@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from squads.audit.models import AuditRecord, RecordKind
-from squads.audit.service import verify
+from squads.audit.verify import verify
 from tools.executors.scenario import load_scenario
 from squads.nodes.models import NodeConfig
 from permissions.service import build_engine
@@ -20,7 +20,7 @@ from tools.executors.base import output_digest
 from tools.executors.fixture import Fixture, FixtureExecutor
 from transcripts import service as transcripts
 from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
-from transcripts.redact import redact
+from squads.textsafety.redact import redact
 from tests.paths import PUBLIC_SCENARIOS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from squads.audit.models import AuditRecord
-from squads.audit.service import verify
+from squads.audit.verify import verify
 from squads.storage.db import session_scope
 from squads.storage.service import Database
 from squads.accounts.models import Role, User, WebSession

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from squads.audit import service as audit
 from squads.audit.models import AuditRecord
 from permissions.engine import PolicyEngine
 from permissions.models import Decision, NodeContext, Verdict
@@ -29,7 +28,8 @@ from tools.executors.base import (
     NotRun,
     RunContext,
 )
-from transcripts.redact import redact
+from squads.textsafety.redact import redact
+from tools import execution_records
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +114,7 @@ def execute_many(
     decisions = [engine.decide(agent=agent, node=t.node, argv=argv) for t in targets]
     starts: list[_Start | None] = []
     with session_scope(sessions) as session:
-        seqs = [audit.record_decision(session, decision=d, **context).seq for d in decisions]
+        seqs = [execution_records.record_decision(session, decision=d, **context).seq for d in decisions]
         for decision, seq in zip(decisions, seqs, strict=True):
             starts.append(_start(session, decision, seq, timeout, context) if decision.allowed else None)
 
@@ -159,7 +159,7 @@ def execute_many(
                                                started_seq=start.started.seq))
                 continue
             result = redact_result(answer)
-            finished = audit.record_finished(session, started=start.started, result=result)
+            finished = execution_records.record_finished(session, started=start.started, result=result)
             outcomes.append(CommandOutcome(decision=decision, decision_seq=seqs[i], result=result,
                                            started_seq=start.started.seq, finished_seq=finished.seq))
     if raise_errors:
@@ -179,7 +179,7 @@ def _start(
         raise ValueError(f"refusing to run a denied command: {decision.reason}")
     exec_argv = decision.exec_argv()
     request_id = uuid.uuid4().hex
-    started = audit.record_started(
+    started = execution_records.record_started(
         session, argv=list(decision.argv), node=decision.node, timeout_s=timeout, agent=decision.agent,
         decision_seq=decision_seq, details={"exec_argv": exec_argv, "request_id": request_id}, **context,
     )
@@ -220,7 +220,7 @@ def run_decided(
     # every caller get the redacted text; output_sha256 still proves the raw bytes.
     result = redact_result(result)
     with session_scope(sessions) as session:
-        finished = audit.record_finished(session, started=start.started, result=result)
+        finished = execution_records.record_finished(session, started=start.started, result=result)
     return CommandOutcome(
         decision=decision, decision_seq=decision_seq, result=result,
         started_seq=start.started.seq, finished_seq=finished.seq,
@@ -230,14 +230,14 @@ def run_decided(
 def _record_failure(session: Session, *, started_seq: int, exc: BaseException) -> None:
     """Close the started record of a run that gave no result, saying what is known about it."""
     if isinstance(exc, NodeRefused):
-        audit.record_node_decision(session, started_seq=started_seq, verdict=exc.verdict, rule=exc.rule,
+        execution_records.record_node_decision(session, started_seq=started_seq, verdict=exc.verdict, rule=exc.rule,
                                    reason=exc.reason)
     if isinstance(exc, NotRun):
-        audit.record_interrupted(session, started_seq=started_seq, reason=str(exc), details={"ran": False})
+        execution_records.record_interrupted(session, started_seq=started_seq, reason=str(exc), details={"ran": False})
     elif isinstance(exc, ExecutorError):
-        audit.record_interrupted(session, started_seq=started_seq, reason=str(exc))
+        execution_records.record_interrupted(session, started_seq=started_seq, reason=str(exc))
     else:
-        audit.record_interrupted(session, started_seq=started_seq, reason=f"executor failed: {exc!r}")
+        execution_records.record_interrupted(session, started_seq=started_seq, reason=f"executor failed: {exc!r}")
 
 
 def redact_result(result: ExecResult) -> ExecResult:

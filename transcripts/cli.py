@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from squads.audit.service import display_text
+from squads.textsafety.display import display_text
 
 from squads.context import load_context
 from transcripts import service

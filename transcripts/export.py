@@ -13,7 +13,7 @@ import re
 import shlex
 from typing import Any
 
-from squads.audit.service import display_lines
+from squads.textsafety.display import display_lines
 from transcripts.models import ConversationRecord, Event, EventKind
 
 def _shell_words(argv: list[str]) -> str:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from squads.audit import keys
 from squads.audit.models import AuditRecord, RecordKind
-from squads.audit.service import stored_text
+from squads.audit.chain import stored_text
 from transcripts.models import EventKind, EventRecord
 
 EVENT_PURPOSE = "transcript-event"

@@ -20,7 +20,7 @@ from squads.audit import keys
 from transcripts.integrity import audit_hash_of, event_mac
 from squads.storage.lookup import AmbiguousId, id_by_prefix
 from transcripts.models import ConversationRecord, Event, EventKind, EventRecord
-from transcripts.redact import redact, redact_value
+from squads.textsafety.redact import redact, redact_value
 
 
 class ConversationNotFound(LookupError):

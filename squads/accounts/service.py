@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from squads.audit.models import RecordKind
-from squads.audit.service import append, append_committed
+from squads.audit.chain import append, append_committed
 from squads.accounts.credentials import matches, new_secret, secret_hash
 from squads.storage.db import session_scope
 from squads.accounts.models import Role, User, WebSession

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from squads.audit import keys
-from squads.audit.service import head
+from squads.audit.chain import head
 from squads.audit.verify import Anchor
 
 CHECKPOINT_PURPOSE = "audit-checkpoint"

@@ -12,11 +12,14 @@ from typing import Annotated
 
 import typer
 
-from squads.audit import service
+from squads.audit import chain, queries
 from squads.audit.anchor import read_checkpoints, write_checkpoint
 from squads.audit.keys import settings_key
+from squads.audit.verify import Anchor
+from squads.audit.verify import verify as verify_chain
 from squads.settings.env import get_settings
 from squads.storage.service import Database, open_database
+from squads.textsafety import display
 from transcripts.integrity import verify_transcripts
 
 app = typer.Typer(
@@ -35,7 +38,7 @@ def _database() -> Iterator[Database]:
         database.engine.dispose()
 
 
-def _anchors(path: Path | None, *, key: bytes) -> tuple[list[service.Anchor], list[str], str | None]:
+def _anchors(path: Path | None, *, key: bytes) -> tuple[list[Anchor], list[str], str | None]:
     """Anchors from the checkpoint file, lines that are not valid checkpoints, and a note for a person."""
     explicit = path is not None
     path = path or get_settings().effective_audit_checkpoint_file
@@ -66,7 +69,7 @@ def verify(
     key = settings_key(get_settings())
     anchors, bad_lines, note = _anchors(checkpoints, key=key) if use_checkpoints else ([], [], None)
     with _database() as database, database.sessions() as session:
-        report = service.verify(session, expect_head=expect_head, anchors=anchors, key=key)
+        report = verify_chain(session, expect_head=expect_head, anchors=anchors, key=key)
         transcripts = verify_transcripts(session, key=key)
     ok = report.ok and transcripts.ok and not bad_lines
     if as_json:
@@ -79,16 +82,16 @@ def verify(
                    f"{report.anchors_checked} checkpoints hold")  # fmt: skip
     else:
         # Stored hashes are printed; escape them in case the table was filled with junk.
-        typer.echo(f"BROKEN at record {report.first_broken_seq}: {service.display_text(report.problem or '')}")
-        typer.echo(f"last intact record: {report.head_seq} {service.display_text(report.head_hash)}")
+        typer.echo(f"BROKEN at record {report.first_broken_seq}: {display.display_text(report.problem or '')}")
+        typer.echo(f"last intact record: {report.head_seq} {display.display_text(report.head_hash)}")
     for problem in bad_lines:
-        typer.echo(f"BROKEN checkpoint: {service.display_text(problem)}")
+        typer.echo(f"BROKEN checkpoint: {display.display_text(problem)}")
     if transcripts.ok:
         typer.echo(f"OK: {transcripts.events_checked} transcript events verified "
                    f"({transcripts.tool_outputs_checked} tool outputs match their audit records)")  # fmt: skip
     else:
         for problem in transcripts.problems:
-            typer.echo(f"BROKEN transcript: {service.display_text(problem)}")
+            typer.echo(f"BROKEN transcript: {display.display_text(problem)}")
         if transcripts.more_problems:
             typer.echo(f"... and {transcripts.more_problems} more transcript problems")
     if note:
@@ -112,8 +115,8 @@ def checkpoint() -> None:
 def head(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Print the newest record as "<seq> <hash>", to anchor where the log's writers cannot reach."""
     with _database() as database, database.sessions() as session:
-        seq, digest = service.head(session)
-    digest = service.display_text(digest)
+        seq, digest = chain.head(session)
+    digest = display.display_text(digest)
     typer.echo(json.dumps({"seq": seq, "hash": digest}) if as_json else f"{seq} {digest}")
 
 
@@ -128,8 +131,8 @@ def export(
         raise typer.BadParameter(f"{fmt!r} is not supported; use 'jsonl'", param_hint="'--format'")
     with _database() as database, database.sessions() as session:
         if output is None:
-            service.export_jsonl(session, sys.stdout, since_seq=since_seq)
+            queries.export_jsonl(session, sys.stdout, since_seq=since_seq)
         else:
             with output.open("w", encoding="utf-8") as out:
-                count = service.export_jsonl(session, out, since_seq=since_seq)
+                count = queries.export_jsonl(session, out, since_seq=since_seq)
             typer.echo(f"exported {count} records to {output}", err=True)

@@ -21,7 +21,7 @@ from squads.brain.parsers.logs import find_host_ports
 from squads.brain.models import Action, Analysis, Facts, Finding, Playbook, Runbook, Severity, Step
 from squads.brain.steps import PLACEHOLDER, fill, fill_text, forget_evidence, holds, merge_facts, next_step
 from prompts.service import render
-from transcripts.redact import redact
+from squads.textsafety.redact import redact
 
 MAX_MESSAGE = 8000
 

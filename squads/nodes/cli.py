@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from squads.audit.service import display_text
+from squads.textsafety.display import display_text
 from squads.node_agent.install import install_command
 from squads.nodes.service import (
     IssuedToken,

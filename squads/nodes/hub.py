@@ -46,7 +46,7 @@ from squads.node_agent.protocol import (
     parse_text,
     unpack_chunk,
 )
-from squads.audit.service import display_text
+from squads.textsafety.display import display_text
 from squads.nodes.models import LOCAL_NODE, NodeConfig, node_config
 from squads.nodes.tables import NodeRecord
 from squads.storage.db import session_scope

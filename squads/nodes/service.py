@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from squads.audit.models import RecordKind
 from squads.accounts.credentials import matches, new_secret, secret_hash
-from squads.audit.service import append
+from squads.audit.chain import append
 from squads.settings.yaml_loader import safe_load
 from squads.nodes.models import LOCAL_NODE, LOCAL_NODE_OFF, NODE_NAME, NodeConfig, node_config
 from squads.nodes.tables import NodeRecord

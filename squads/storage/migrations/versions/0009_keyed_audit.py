@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from squads.audit import keys
-from squads.audit import service as audit
+from squads.audit import chain as audit
 from squads.audit.models import RecordKind
 from transcripts.integrity import event_mac
 
