@@ -81,7 +81,10 @@ class ToolSpec(BaseModel):
     argv: list[Token] = Field(min_length=1)
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     effect: Effect = Effect.ALLOW
-    timeout_s: float | None = None
+    timeout_s: float | None = Field(
+        default=None, gt=0, le=600,
+        description="Seconds before the command is killed (default: the runtime's); the reply says a check was cut short.",
+    )
     analyze: str | None = Field(
         default=None, description="The runbook brain's analyzer that reads this tool's output (e.g. k8s.pods)."
     )

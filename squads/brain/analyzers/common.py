@@ -78,13 +78,62 @@ def certificate(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-NOISE_SOURCES = ("tmpfs", "devtmpfs", "udev", "shm", "overlay", "squashfs", "/dev/loop", "none", "efivarfs")
-NOISE_MOUNTS = ("/run", "/dev", "/sys", "/proc", "/snap/", "/var/lib/docker/", "/var/lib/containerd/", "/var/lib/kubelet/")
+# Pseudo file systems have no capacity to fill (df hides them unless -a, and shows 0 or "-").
+PSEUDO_TYPES = frozenset((
+    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs", "pstore",
+    "bpf", "configfs", "fusectl", "hugetlbfs", "efivarfs", "binfmt_misc", "autofs", "nsfs", "rpc_pipefs", "nfsd",
+))
+# Read-only images are "100%" by design: a snap, a loop-mounted ISO.
+READ_ONLY_TYPES = frozenset(("squashfs", "iso9660", "udf", "erofs"))
+# Each container's own view of the runtime's disk: the disk itself is reported once, under its own mount.
+CONTAINER_VIEWS = ("/var/lib/docker/", "/var/lib/containerd/", "/var/lib/kubelet/", "/run/containerd/",
+                   "/run/docker/", "/var/run/docker/", "/run/k3s/", "/var/lib/containers/", "/snap/")
 
 
 def real_filesystems(systems: list[sp.Filesystem]) -> list[sp.Filesystem]:
-    """Disks that hold data: not tmpfs, container layers, snaps or loop images (always "100%" by design)."""
-    return [
-        f for f in systems
-        if not f.source.startswith(NOISE_SOURCES) and not f.mount.startswith(NOISE_MOUNTS) and f.mount != "/boot/efi"
-    ]
+    """File systems that can fill up, tmpfs and overlay included (a full tmpfs log directory or a full
+    container root stops writes like any disk). Skipped: pseudo file systems with no capacity (proc,
+    sysfs, cgroup ...), read-only images (snaps, ISOs: always 100%) and the per-container views under a
+    container runtime's directories and bind mounts of a file system already listed (they repeat the
+    disk behind them)."""
+    kept = []
+    for f in systems:
+        kind = f.fstype or f.source
+        if kind in PSEUDO_TYPES or kind in READ_ONLY_TYPES or f.source.startswith("/dev/loop"):
+            continue
+        if f.size in ("0", "-", "") or f.mount.startswith(CONTAINER_VIEWS):
+            continue
+        if any((k.source, k.size, k.used) == (f.source, f.size, f.used) for k in kept):
+            continue  # the same file system bind-mounted again (/etc/hosts in a container)
+        kept.append(f)
+    return kept
+
+
+def filesystem_note(f: sp.Filesystem) -> str:
+    """What kind of file system ``f`` is, when that changes the fix (tmpfs lives in memory, overlay is a
+    container's root); empty for an ordinary disk."""
+    kind = f.fstype or f.source
+    if kind == "tmpfs":
+        return " It is a tmpfs: it lives in memory, its size is the mount's size= option, and it is emptied at reboot."
+    if kind in ("overlay", "overlayfs") and f.mount == "/":
+        return " It is a container's root (overlay): the container's writable layer fills the disk behind it."
+    return ""
+
+
+def usage_words(f: sp.Filesystem) -> str:
+    """What follows "is": ``"95% full: 9.5G used of 10G, 500M left"``, or the inodes used for ``df -i``."""
+    if f.inodes:
+        return (f"using {f.use_percent}% of its inodes ({f.used} of {f.size}, {f.available} left; without a free inode "
+                "no file can be created, however many bytes are free)")
+    return f"{f.use_percent}% full: {f.used} used of {f.size}, {f.available} left"
+
+
+def no_disk_data(output: Output) -> Analysis:
+    """``df`` printed no table: disk space was not checked, which is not the same as "not full"."""
+    result = Analysis(summary="no file systems in the output")
+    result.add(
+        "no_data", Severity.INFO,
+        f"`{' '.join(output.argv) or 'df'}` printed no file system table, so I could not check disk space.",
+        check="disk space",
+    )
+    return result

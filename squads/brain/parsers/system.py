@@ -168,6 +168,8 @@ class Filesystem:
     available: str
     use_percent: int
     mount: str
+    fstype: str = ""  # with df -T
+    inodes: bool = False  # df -i: the numbers count inodes, not bytes
 
 
 _DF_NAMES = {
@@ -179,7 +181,7 @@ _DF_NAMES = {
 
 
 def parse_df(text: str) -> list[Filesystem]:
-    """Parse ``df``/``df -h``/``df -hT`` output, rejoining sources that wrapped onto their own line."""
+    """Parse ``df``/``df -h``/``df -hT``/``df -i`` output, rejoining sources that wrapped onto their own line."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or not lines[0].startswith("Filesystem"):
         return []
@@ -199,7 +201,8 @@ def parse_df(text: str) -> list[Filesystem]:
         size, used, available, percent = (parts[i] if i >= 0 else "" for i in index.values())
         percent = percent.rstrip("%")
         use = int(percent) if _is_number(percent) else 0
-        result.append(Filesystem(parts[0], size, used, available, use, parts[-1]))
+        fstype = parts[names.index("Type")] if "Type" in names else ""
+        result.append(Filesystem(parts[0], size, used, available, use, parts[-1], fstype, "IUse%" in names))
     return result
 
 

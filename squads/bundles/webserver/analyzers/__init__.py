@@ -6,7 +6,7 @@ import re
 from collections import Counter
 
 from squads.brain.analyzers import Output, analyzer
-from squads.brain.analyzers.common import failure, real_filesystems
+from squads.brain.analyzers.common import failure, filesystem_note, no_disk_data, real_filesystems, usage_words
 from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
@@ -353,14 +353,17 @@ def sockets(output: Output, facts: Facts) -> Analysis:
 @analyzer(
     "web.disk",
     facts=("full_mounts",),
-    codes=("disk_full",),
+    codes=("disk_full", "no_data"),
 )
 def disk(output: Output, facts: Facts) -> Analysis:
-    """``df -h``: full file systems."""
+    """``df -h`` (or ``df -i``): full file systems, tmpfs and container roots included."""
     if failed := failure(output):
         return failed
-    systems = real_filesystems(sp.parse_df(output.stdout))
-    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%" for f in systems))
+    parsed = sp.parse_df(output.stdout)
+    if not parsed:
+        return no_disk_data(output)
+    systems = real_filesystems(parsed)
+    result = Analysis(summary=", ".join(f"{f.mount} {f.use_percent}%{' inodes' if f.inodes else ''}" for f in systems))
     full = [f for f in systems if f.use_percent >= 90]
     if full:
         result.facts["full_mounts"] = [f.mount for f in full]
@@ -368,8 +371,8 @@ def disk(output: Output, facts: Facts) -> Analysis:
             severity = Severity.CAUSE if f.use_percent >= 98 else Severity.PROBLEM
             result.add(
                 "disk_full", severity,
-                f"The file system on {f.mount} ({f.source}) is {f.use_percent}% full: {f.used} used of {f.size}, "
-                f"{f.available} left. Writes there fail with \"No space left on device\".",
+                f"The file system on {f.mount} ({f.source}) is {usage_words(f)}. Writes there fail with "
+                f"\"No space left on device\".{filesystem_note(f)}",
                 mount=f.mount, percent=f.use_percent,
             )
     return result
