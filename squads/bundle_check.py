@@ -51,7 +51,7 @@ def check_analyzers(folder: Path, squad: SquadSpec, known: Iterable[str]) -> Non
         if tool.analyze is not None and tool.analyze not in names:
             raise BundleError(f"{where(folder, 'tools.yaml')}: tool {tool.name}: {unknown(tool.analyze)}")
     for runbook in squad.runbooks:
-        steps = [*runbook.steps, *(s for offer in runbook.offers for s in offer.steps)]
+        steps = [f for s in [*runbook.steps, *(s for offer in runbook.offers for s in offer.steps)] for f in s.flat()]
         for number, step in enumerate(steps, start=1):
             if step.analyze is not None and step.analyze not in names:
                 raise BundleError(f"{where(folder, 'runbooks.yaml')}: runbook {runbook.name}, step {number} "
@@ -76,6 +76,7 @@ class _Runbook:
         tools = {t.name: t for t in squad.tools}
         self.steps = [*runbook.steps, *(s for other in runbook.also for s in by_name[other].steps),
                       *(s for offer in runbook.offers for s in offer.steps)]
+        self.steps = [f for s in self.steps for f in s.flat()]  # a step's fallbacks run in its scope
         entries = [registry[s.analyze or tools[s.tool].analyze or GENERIC] for s in self.steps]
         self.facts = {f for e in entries for f in e.facts}
         self.codes = {c for e in entries for c in e.codes} | ENGINE_CODES
@@ -99,6 +100,8 @@ def check_references(folder: Path, squad: SquadSpec, registry: dict[str, Registe
         raise BundleError(f"{runbooks_file}: {entry}: {problem}")
 
     def check_step(scope: _Runbook, entry: str, step: Step) -> None:
+        for number, fallback in enumerate(step.fallback, start=1):
+            check_step(scope, f"{entry}, fallback {number} ({fallback.tool})", fallback)
         for what, names in (("when", _names(step.when)), ("foreach", [step.foreach] if step.foreach else []),
                             ("with", _placeholders(step.with_.values()))):
             for name in names:

@@ -48,7 +48,7 @@ class SquadSpec(BaseModel):
                 raise ValueError(f"squad {self.name}: tool {tool.name} is defined twice")
             names.add(tool.name)
         for runbook in self.runbooks:
-            for step in [*runbook.steps, *(s for o in runbook.offers for s in o.steps)]:
+            for step in [f for s in [*runbook.steps, *(s for o in runbook.offers for s in o.steps)] for f in s.flat()]:
                 if step.tool not in names:
                     raise ValueError(f"squad {self.name}: runbook {runbook.name} uses unknown tool {step.tool!r}")
         runbook_names = {r.name for r in self.runbooks}

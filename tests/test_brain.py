@@ -645,7 +645,7 @@ def test_invalid_step_results_are_reported_in_the_reply() -> None:
 def test_help_when_nothing_matches() -> None:
     steps = drive(SQUADS["security"], "hello", State())
     assert calls(steps) == []
-    assert all(r.title in says(steps) for r in SQUADS["security"].runbooks)
+    assert all(r.title in says(steps) for r in SQUADS["security"].runbooks if r.name != "triage")
 
 
 # -- property: arbitrary text never breaks the brain or smuggles a value -----------------

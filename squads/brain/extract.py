@@ -36,6 +36,8 @@ STOPWORDS = frozenset(
 # then fails its validator, rather than being silently cut down to a valid prefix.
 NAME = r"([^\s,]+)"
 SHARED_SLOT = "shared"  # in slots.yaml, ``path: shared`` takes the brain's own definition
+# An IPv4 address (with a port or a prefix length) or an IPv6 one.
+ADDRESS = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?::\d+|/\d{1,2})?|\[?[0-9a-f]*:[0-9a-f:]+\]?(?::\d+)?", re.IGNORECASE)
 
 # Slots more than one squad uses, defined once. ``path`` is also the engine's own: a runbook's
 # ``seed_paths`` takes every path in the message that this slot would accept.
@@ -127,7 +129,9 @@ def extract(text: str, vocabulary: Mapping[str, Slot], slots: Iterable[str] | No
         for value, soft in _candidates(slot, text):
             if slot.lower:
                 value = value.lower()
-            if soft and not validator.check(value):
+            # An address ("10.0.0.5", "10.0.0.5:5432", "10.0.0.0/24") is never a number or a name that
+            # failed: "connect to 10.0.0.5" is no replica count, so it is skipped, not refused.
+            if (soft or ADDRESS.fullmatch(value)) and not validator.check(value):
                 continue
             try:
                 found.values[name] = validator.validate(value, what=name)

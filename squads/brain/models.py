@@ -104,11 +104,20 @@ class Step(BaseModel):
     limit: int = Field(default=3, ge=1, le=20)
     analyze: str | None = None
     why: str = ""
+    fallback: list[Step] = Field(
+        default_factory=list,
+        description="run instead when this step could not answer: refused, program missing (exit 126/127), "
+        "or its analyzer set the fact `unavailable`",
+    )
 
     @field_validator("when")
     @classmethod
     def _check_when(cls, value: list[str]) -> list[str]:
         return _conditions(value)
+
+    def flat(self) -> list[Step]:
+        """This step and its fallbacks (and theirs), in order: every step it may run."""
+        return [self, *(s for f in self.fallback for s in f.flat())]
 
 
 class Offer(BaseModel):

@@ -15,15 +15,19 @@ from typing import Any
 from squads.brain.actions import Call, CallResult, Say, Turn
 from squads.brain.analyzers import Output, analyze, shared
 from squads.brain.explicit import explicit_command
-from squads.brain.extract import Extraction, all_paths, extract
+from squads.brain.extract import Extraction, extract
 from squads.brain.intents import best_match, is_affirmative, is_negative, trigger_matches, words
-from squads.brain.parsers.logs import find_host_ports
-from squads.brain.models import Action, Analysis, Facts, Finding, Playbook, Runbook, Severity, Step
-from squads.brain.steps import PLACEHOLDER, fill, fill_text, forget_evidence, holds, merge_facts, next_step
+from squads.brain.models import Action, Analysis, Facts, Playbook, Runbook, Step
+from squads.brain.steps import PLACEHOLDER, complete_text, fill, forget_evidence, merge_facts
+from squads.brain.diagnosis import Runner, seed
+from squads.brain.verdict import compose, from_evidence, pick_offer, track
+from squads.brain.wording import clauses, sentences, is_check_request, is_small_talk, normalised, unsupported_change
 from prompts.service import render
 from squads.textsafety.redact import redact
 
 MAX_MESSAGE = 8000
+TRIAGE = "triage"  # the runbook a message on operations that no other runbook claims starts
+LIST_WORDS = 16  # a sentence that names several things to check is short
 
 
 @dataclass
@@ -34,6 +38,9 @@ class State:
     pending: dict[str, Any] | None = None  # {"kind": "runbook"|"action", "name": ...}
     offer: dict[str, Any] | None = None  # {"runbook": name, "index": i}
     last_runbook: str | None = None  # what "now check web-2 too" repeats
+    # Problems found earlier in the conversation; they stand until the same check no longer shows them.
+    flagged: list[dict[str, Any]] = field(default_factory=list)
+    last_reply: str = ""  # a follow-up never gets the same words again
     # Outputs of the last diagnosis on this node, kept in memory only (not stored): a follow-up
     # question re-reads them instead of running the same commands again.
     results: dict[str, CallResult] = field(default_factory=dict)
@@ -42,24 +49,13 @@ class State:
     def load(cls, data: dict[str, Any]) -> State:
         return cls(
             facts=dict(data.get("facts", {})), pending=data.get("pending"), offer=data.get("offer"),
-            last_runbook=data.get("last_runbook"),
+            last_runbook=data.get("last_runbook"), flagged=list(data.get("flagged", [])),
+            last_reply=str(data.get("last_reply", "")),
         )
 
     def dump(self) -> dict[str, Any]:
-        return {"facts": self.facts, "pending": self.pending, "offer": self.offer, "last_runbook": self.last_runbook}
-
-
-@dataclass
-class Checked:
-    """One command of a diagnosis as the reply lists it."""
-
-    argv: list[str]
-    summary: str
-
-    @property
-    def shown(self) -> list[str]:
-        """The argv with a long SQL text shortened (the full command is in the transcript)."""
-        return [a if len(a) <= 90 else a[:60].rstrip() + " …" for a in self.argv]
+        return {"facts": self.facts, "pending": self.pending, "offer": self.offer, "last_runbook": self.last_runbook,
+                "flagged": self.flagged, "last_reply": self.last_reply}
 
 
 FOLLOW_UP = frozenset({"too", "also", "again", "same", "likewise", "either"})
@@ -140,33 +136,115 @@ class RunbookBrain:
         if offer and action is None and is_negative(text):
             yield Say("OK, I will leave it there. Tell me what else to look at.")
             return
-        runbook, runbook_score = best_match(self.squad.runbooks, text)
+        runbook, runbook_score = self._best_runbook(text)
         answers = pending is not None and self._answers(pending, found)
+        triage = self._runbook(TRIAGE)
+        check = is_check_request(text)
+        # A value that would not be safe in a command is reported first ("check pod api-1;rm -rf /").
+        change = unsupported_change(text) if action is None and not found.errors else None
         if action is not None and action_score >= runbook_score:
-            yield from self._start(action, found, state)
-        elif answers and runbook_score < 3:
+            yield from self._act_in_order(text, action, found, state)
+            return
+        if answers and runbook_score < 3:
             yield from self._continue(pending, found, state)
-        elif runbook is not None and runbook.name == state.last_runbook and self._follow_up(text) and not node_changed:
+            return
+        if change is not None:
+            verb, instead = change
+            yield Say(render("replies/cannot", verb=verb, instead=instead, squad_title=self.squad.title,
+                             diagnosing=runbook is not None))
+            if runbook is None:
+                return
+        if runbook is not None and runbook.name == state.last_runbook and self._follow_up(text) and not node_changed:
             # A question about the diagnosis just made ("what labels do those pods carry?") is answered
             # from it: same evidence, re-read, not a fresh start from the question's few words.
-            yield from self._start(runbook, found, state, reuse=True)
+            yield from self._start(runbook, found, state, reuse=True, question=text)
         elif runbook is not None:
             for slot in [name for name, spec in self.slots.items() if not spec.keep]:
                 state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
-            yield from self._start(runbook, found, state)
-        elif state.last_runbook and (node_changed or self._follow_up(text)):
-            previous = next((r for r in self.squad.runbooks if r.name == state.last_runbook), None)
-            if previous is not None:
-                yield from self._start(previous, found, state, reuse=not node_changed)
+            yield from self._start(self._covering(text, runbook), found, state, check=check)
+        elif check and triage is not None:
+            yield from self._start(triage, found, state, check=True)
+        elif state.last_runbook and (node_changed or self._follow_up(text)) and self._runbook(state.last_runbook):
+            previous = self._runbook(state.last_runbook)
+            assert previous is not None
+            yield from self._start(previous, found, state, reuse=not node_changed, question=text)
         elif found.errors:
             yield Say(render("replies/invalid", errors=list(found.errors.values())))
+        elif triage is not None and not is_small_talk(text):
+            # On a selected node, a message about operations that no runbook claims starts the sweep an
+            # engineer would start with, rather than a menu.
+            yield from self._start(triage, found, state, check=check)
         else:
             yield Say(
                 render(
                     "replies/help", squad_title=self.squad.title,
-                    runbooks=self.squad.runbooks, example=self.squad.example or self.squad.description,
+                    runbooks=[r for r in self.squad.runbooks if r.name != TRIAGE],
+                    example=self.squad.example or self.squad.description,
                 )
             )
+
+    # -- what the message asks for ---------------------------------------------------
+    def _best_runbook(self, text: str) -> tuple[Runbook | None, int]:
+        """The runbook the words claim, read as written and with synonyms folded ("crawling": slow)."""
+        found = best_match(self.squad.runbooks, text)
+        folded = best_match(self.squad.runbooks, normalised(text))
+        return folded if folded[1] > found[1] else found
+
+    def _runbook(self, name: str) -> Runbook | None:
+        """A runbook by name; ``a+b`` is the runbooks a and b run as one diagnosis."""
+        parts = [next((r for r in self.squad.runbooks if r.name == n), None) for n in name.split("+")]
+        if any(p is None for p in parts) or not parts:
+            return None
+        return parts[0] if len(parts) == 1 else self._combined([p for p in parts if p is not None])
+
+    def _covering(self, text: str, best: Runbook) -> Runbook:
+        """Every runbook a part of the message names ("setuid binaries and privileged accounts", "disk
+        and cert"), as one diagnosis; just ``best`` when the message is about one thing."""
+        # Only a short sentence that lists things ("disk and cert", "setuid binaries, privileged
+        # accounts"): a long story mentions many things in passing and is about one of them.
+        chosen: list[Runbook] = []
+        for sentence in sentences(text):
+            if len(words(sentence)) > LIST_WORDS:
+                continue
+            for part in clauses(sentence):
+                runbook, score = self._best_runbook(part)
+                if runbook is not None and score > 0 and runbook not in chosen and runbook.name != TRIAGE:
+                    chosen.append(runbook)
+        if len(chosen) < 2 or best not in chosen:
+            return best
+        chosen.remove(best)
+        return self._combined([best, *chosen])
+
+    def _combined(self, runbooks: list[Runbook]) -> Runbook:
+        first = runbooks[0]
+        return first.model_copy(update={
+            "name": "+".join(r.name for r in runbooks),
+            "title": " and ".join(r.title for r in runbooks),
+            "steps": [s for r in runbooks for s in self._steps_of(r)], "also": {},
+            "needs": {k: v for r in runbooks for k, v in r.needs.items()},
+            "defaults": {k: v for r in reversed(runbooks) for k, v in r.defaults.items()},
+            "seed": {k: v for r in runbooks for k, v in r.seed.items()},
+            "seed_paths": next((r.seed_paths for r in runbooks if r.seed_paths), None),
+            "seed_targets": next((r.seed_targets for r in runbooks if r.seed_targets), None),
+            "offers": [o for r in runbooks for o in r.offers],
+            "advice": {k: v for r in reversed(runbooks) for k, v in r.advice.items()},
+            "ask_if_nothing": {}, "max_steps": min(40, sum(r.max_steps for r in runbooks)),
+        })
+
+    def _act_in_order(self, text: str, first: Action, found: Extraction, state: State) -> Turn:
+        """ "stop apache and restart nginx": each action the message asks for, in its order, each
+        with the values of its own clause; a single request is just that one."""
+        requested: list[tuple[Action, Extraction]] = []
+        for part in clauses(text):
+            action, _ = best_match([a for a in self.squad.actions if imperative(a, part)], part)
+            if action is not None:
+                requested.append((action, extract(part, self.slots)))
+        if len(requested) < 2:
+            yield from self._start(first, found, state)
+            return
+        for action, values in requested:
+            merged = Extraction(values={**found.values, **values.values}, errors=values.errors, text=found.text)
+            yield from self._start(action, merged, state)
 
     def _continue(self, pending: dict[str, Any] | None, found: Extraction, state: State) -> Turn:
         target = self._pending_target(pending) if pending else None
@@ -202,7 +280,8 @@ class RunbookBrain:
         state.facts["message"] = clean.lower()
         state.facts["raw_message"] = clean  # case kept: paths, names
 
-    def _start(self, target: Runbook | Action, found: Extraction, state: State, *, reuse: bool = False) -> Turn:
+    def _start(self, target: Runbook | Action, found: Extraction, state: State, *, reuse: bool = False,
+               check: bool = False, question: str = "") -> Turn:
         relevant = set(target.needs) | set(_slots_of(target))
         errors = [msg for slot, msg in found.errors.items() if slot in relevant]
         if errors:
@@ -215,7 +294,7 @@ class RunbookBrain:
         kind = "runbook" if isinstance(target, Runbook) else "action"
         if missing:
             state.pending = {"kind": kind, "name": target.name, "missing": missing}
-            title = PLACEHOLDER.sub("", fill_text(target.title, state.facts)).strip()
+            title = complete_text(target.title, state.facts)
             yield Say(render("replies/ask", title=title, questions=[target.needs[s] for s in missing]))
             return
         state.pending = None
@@ -223,13 +302,14 @@ class RunbookBrain:
             state.last_runbook = target.name
             if not reuse:
                 state.results = {}
-            yield from self._diagnose(target, self._steps_of(target), state, with_offers=True)
+            yield from self._diagnose(target, self._steps_of(target), state, with_offers=True, check=check,
+                                      question=question if reuse else "")
         else:
             yield from self._act(target, state)
 
     def _act(self, action: Action, state: State) -> Turn:
         if action.tool is None:
-            yield Say(fill_text(action.says, state.facts))
+            yield Say(complete_text(action.says, state.facts))
             return
         params = fill(dict(action.params), state.facts)
         if params is None:
@@ -238,7 +318,7 @@ class RunbookBrain:
             state.pending = {"kind": "action", "name": action.name, "missing": missing}
             yield Say(f"Before I request that, I need to know: which {' and '.join(missing)}? Nothing has run.")
             return
-        title = fill_text(action.title, state.facts)
+        title = complete_text(action.title, state.facts)
         result = yield Call(tool=action.tool, params=params, hold=True, title=title, why=title)
         assert result is not None
         yield Say(render("replies/approval", title=title, **_result_fields(result)))
@@ -277,108 +357,29 @@ class RunbookBrain:
             return
         yield from self._diagnose(runbook, runbook.offers[offer["index"]].steps, state, with_offers=False)
 
-    def _diagnose(self, runbook: Runbook, steps: list[Step], state: State, *, with_offers: bool) -> Turn:
-        facts = state.facts
+    def _diagnose(self, runbook: Runbook, steps: list[Step], state: State, *, with_offers: bool,
+                  check: bool = False, question: str = "") -> Turn:
         if with_offers:
             forget_evidence(state.facts, self.slots)  # a new diagnosis starts from what the user said, not from old evidence
-        for target, slot in runbook.seed.items():
-            if facts.get(slot):
-                merge_facts(facts, {target: [facts[slot]]})
-        if runbook.seed_paths:
-            paths = [p for p in all_paths(str(facts.get("raw_message", "")))]
-            if paths:
-                merge_facts(facts, {runbook.seed_paths: paths})
-        if runbook.seed_targets:
-            pairs = find_host_ports(str(facts.get("message", "")))
-            if pairs:
-                merge_facts(facts, {f"{runbook.seed_targets}_hosts": [h for h, _ in pairs],
-                                    f"{runbook.seed_targets}_ports": [p for _, p in pairs]})
-        findings: list[Finding] = []
-        checked: list[Checked] = []
-        done: set[str] = set()
-        for _ in range(runbook.max_steps):
-            chosen = next_step(steps, facts, done)
-            if chosen is None:
-                break
-            step, params, key, item = chosen
-            done.add(key)
-            command = key.rsplit("|", 1)[0]
-            result = state.results.get(command)
-            if result is None:
-                result = yield Call(tool=step.tool, params=params, why=step.why or runbook.title)
-                assert result is not None
-                if result.status == "ran":
-                    state.results[command] = result
-            if result.status != "ran":
-                checked.append(Checked(result.argv or [step.tool], _not_run(result)))
-                if result.status in ("denied", "invalid", "error"):
-                    what = f"`{' '.join(result.argv)}`" if result.argv else step.tool
-                    findings.append(Finding("not_run", Severity.PROBLEM, f"I could not run {what}: {result.reason}"))
-                continue
-            output = Output(
-                argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout, stderr=result.stderr,
-                tool=step.tool, item=item, params=params,
-            )
-            analysis = analyze(self.registry, step.analyze or self.squad.analyzers[step.tool], output, facts)
-            merge_facts(facts, analysis.facts)
-            findings.extend(f for f in analysis.findings if f not in findings)
-            if all(c.argv != result.argv for c in checked):  # a reused output is listed once
-                checked.append(Checked(result.argv, analysis.summary))
-        if not checked and runbook.ask_if_nothing:
+        seed(runbook, state.facts)
+        runner = Runner(registry=self.registry, analyzers=self.squad.analyzers, runbook=runbook,
+                        facts=state.facts, results=state.results)
+        outcome = yield from runner.run(steps)
+        if not outcome.checked and runbook.ask_if_nothing:
             state.pending = {"kind": "runbook", "name": runbook.name, "missing": list(runbook.ask_if_nothing)}
             yield Say(render("replies/ask", title=runbook.title, questions=list(runbook.ask_if_nothing.values())))
             return
-        yield Say(self._compose(runbook, findings, checked, state, with_offers=with_offers))
-
-    def _compose(
-        self, runbook: Runbook, findings: list[Finding], checked: list[Checked], state: State, *, with_offers: bool
-    ) -> str:
-        # Deeper evidence comes later in a diagnosis, so among equals the later finding leads.
-        ranked = sorted(enumerate(findings), key=lambda p: (-p[1].severity, -p[0]))
-        ordered = _group([f for _, f in ranked])
-        headline = ordered[0] if ordered and ordered[0].severity >= Severity.PROBLEM else None
-        advice: list[str] = []
-        for finding in ordered:
-            text = runbook.advice.get(finding.code)
-            if text:
-                filled = fill_text(text, {**state.facts, **finding.data})
-                if filled not in advice:
-                    advice.append(filled)
-        offer_text = ""
         state.offer = None
-        if with_offers:
-            for index, offer in enumerate(runbook.offers):
-                if holds(offer.when, state.facts):
-                    state.offer = {"runbook": runbook.name, "index": index}
-                    offer_text = fill_text(offer.text, state.facts)
-                    break
-        # What was found healthy is part of the answer ("is the other replica ok?", "are the nodes up?");
-        # it is listed last.
-        return render(
-            "replies/diagnosis", title=runbook.title, headline=headline,
-            findings=[f for f in ordered if f is not headline],
-            checked=checked, advice=advice, offer=offer_text,
-        )
-
-
-def _group(findings: list[Finding]) -> list[Finding]:
-    """Fold findings that say the same thing about different pods into one ("same for: b, c")."""
-    out: list[Finding] = []
-    seen: dict[tuple[str, str], int] = {}
-    extra: dict[int, list[str]] = {}
-    for finding in findings:
-        pod = str(finding.data.get("pod") or "")
-        key = (finding.code, finding.text.replace(pod, "<pod>") if pod else finding.text)
-        if pod and key in seen:
-            extra[seen[key]].append(pod)
-            continue
-        seen[key] = len(out)
-        extra[len(out)] = []
-        out.append(finding)
-    return [
-        Finding(f.code, f.severity, f"{f.text} Same for: {', '.join(extra[i])}.", f.data) if extra[i] else f
-        for i, f in enumerate(out)
-    ]
+        offer = pick_offer(runbook, state.facts) if with_offers else None
+        if offer is not None:
+            state.offer = {"runbook": runbook.name, "index": offer[0]}
+        standing = track(state.flagged, outcome)
+        reply = compose(runbook, outcome, state.facts, standing=standing, offer=offer[1] if offer else "",
+                        check=check or runbook.name == TRIAGE)
+        if question and reply == state.last_reply:
+            reply = from_evidence(question, reply)  # a follow-up never gets the same words twice
+        state.last_reply = reply
+        yield Say(reply)
 
 
 def _slots_of(target: Runbook | Action) -> list[str]:
@@ -387,14 +388,6 @@ def _slots_of(target: Runbook | Action) -> list[str]:
     else:
         templates = [v for s in target.steps for v in s.with_.values()] + ["{" + v + "}" for v in target.seed.values()]
     return [n for v in templates if isinstance(v, str) for group in PLACEHOLDER.findall(v) for n in group.split("|")]
-
-
-def _not_run(result: CallResult) -> str:
-    if result.status == "approval":
-        return "held for approval, not run"
-    if result.status == "denied":
-        return f"refused by the policy: {result.reason}"
-    return f"not run: {result.reason}"
 
 
 def _result_fields(result: CallResult) -> dict[str, Any]:

@@ -68,6 +68,29 @@ def fill_text(text: str, facts: Facts) -> str:
     return str(filled["text"]) if filled else text
 
 
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"(])")
+
+
+def complete_text(text: str, facts: Facts) -> str:
+    """``text`` for a reply: every placeholder a fact fills is filled, and no ``{placeholder}`` ever
+    survives. A sentence whose placeholder no fact fills is dropped ("Fix {file} at line {line}."
+    when the file is unknown); when every sentence would go, each unfilled placeholder becomes a
+    neutral word ("the file") so the text still reads."""
+    values = dict(facts)
+
+    def one(match: re.Match[str]) -> str:
+        filled = fill({"x": match.group(0)}, values)
+        return str(filled["x"]) if filled is not None else match.group(0)
+
+    filled = PLACEHOLDER.sub(one, text)
+    if not PLACEHOLDER.search(filled):
+        return filled
+    kept = [s for s in SENTENCE.split(filled) if not PLACEHOLDER.search(s)]
+    if kept:
+        return " ".join(kept)
+    return PLACEHOLDER.sub(lambda m: "the " + m.group(1).split("|")[0].split(".")[-1].replace("_", " "), filled)
+
+
 def merge_facts(facts: Facts, new: Facts) -> None:
     """Scalars replace; lists accumulate without duplicates (evidence from several steps); mappings merge."""
     for key, value in new.items():

@@ -1,0 +1,111 @@
+"""Running a runbook's steps: the forward-chaining loop, step fallbacks, and what could not answer.
+
+A step *could not answer* when the policy refused it or it was invalid, when its program is
+missing (exit 126/127), or when its analyzer set the fact ``unavailable`` (e.g. "System has not
+been booted with systemd"). Its ``fallback`` steps then run in its place (``nginx -t`` and the
+listeners when ``systemctl`` cannot tell). A check that ran but had nothing to judge (a
+``no_data`` finding) is a gap, never a clean result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from typing import Any
+
+from squads.brain.actions import Call, CallResult
+from squads.brain.analyzers import Output, analyze
+from squads.brain.extract import all_paths
+from squads.brain.models import Analysis, Facts, Finding, Registered, Runbook, Severity, Step
+from squads.brain.parsers.logs import find_host_ports
+from squads.brain.steps import fill, merge_facts, next_step
+from squads.brain.verdict import NO_DATA, Checked, Outcome, no_data_gap, not_run
+
+MISSING_PROGRAM = (126, 127)  # "cannot execute" and "not found", as shells and executors report them
+UNAVAILABLE = "unavailable"
+Steps = Generator[Call, CallResult | None, Outcome]
+
+
+def seed(runbook: Runbook, facts: Facts) -> None:
+    """Facts a runbook takes from the user's words: named slots, paths, host:port pairs."""
+    for target, slot in runbook.seed.items():
+        if facts.get(slot):
+            merge_facts(facts, {target: [facts[slot]]})
+    if runbook.seed_paths:
+        paths = all_paths(str(facts.get("raw_message", "")))
+        if paths:
+            merge_facts(facts, {runbook.seed_paths: paths})
+    if runbook.seed_targets:
+        pairs = find_host_ports(str(facts.get("message", "")))
+        if pairs:
+            merge_facts(facts, {f"{runbook.seed_targets}_hosts": [h for h, _ in pairs],
+                                f"{runbook.seed_targets}_ports": [p for _, p in pairs]})
+
+
+class Runner:
+    """One diagnosis's loop over ``steps`` (see docs/squads.md, "How steps run")."""
+
+    def __init__(self, *, registry: Mapping[str, Registered], analyzers: Mapping[str, str | None],
+                 runbook: Runbook, facts: Facts, results: dict[str, CallResult]) -> None:
+        self.registry, self.analyzers, self.runbook = registry, analyzers, runbook
+        self.facts, self.results = facts, results
+        self.outcome = Outcome(findings=[], checked=[], gaps=[], produced={})
+        self.done: set[str] = set()
+
+    def run(self, steps: list[Step]) -> Steps:
+        """Run eligible steps until none is left or ``max_steps`` commands ran; returns the outcome."""
+        budget = self.runbook.max_steps
+        while budget > 0:
+            chosen = next_step(steps, self.facts, self.done)
+            if chosen is None:
+                break
+            step, params, key, item = chosen
+            budget -= 1
+            answered = yield from self._one(step, params, key, item)
+            for fallback in [] if answered else step.fallback:
+                params = fill(fallback.with_, self.facts, item)
+                key = f"{fallback.tool}:{sorted((params or {}).items())!r}|{fallback.analyze or ''}"
+                if params is None or key in self.done or budget <= 0:
+                    continue
+                budget -= 1
+                yield from self._one(fallback, params, key, item)
+        return self.outcome
+
+    def _one(self, step: Step, params: dict[str, Any], key: str, item: Any) -> Generator[Call, CallResult | None, bool]:
+        """Run (or re-read) one command and analyze it; whether it answered."""
+        self.done.add(key)
+        out = self.outcome
+        command = key.rsplit("|", 1)[0]
+        result = self.results.get(command)
+        if result is None:
+            result = yield Call(tool=step.tool, params=params, why=step.why or self.runbook.title)
+            assert result is not None
+            if result.status == "ran":
+                self.results[command] = result
+        shown = result.argv or [step.tool]
+        if result.status != "ran":
+            out.checked.append(Checked(shown, not_run(result)))
+            if result.status in ("denied", "invalid", "error"):
+                what = f"`{' '.join(result.argv)}`" if result.argv else step.tool
+                finding = Finding("not_run", Severity.PROBLEM, f"I could not run {what}: {result.reason}")
+                out.findings.append(finding)
+                out.gaps.append(f"`{' '.join(shown)}` did not run ({not_run(result)}).")
+            return result.status == "approval"
+        output = Output(argv=result.argv, exit_code=result.exit_code or 0, stdout=result.stdout,
+                        stderr=result.stderr, tool=step.tool, item=item, params=params)
+        analysis: Analysis = analyze(self.registry, step.analyze or self.analyzers[step.tool], output, self.facts)
+        unavailable = bool(analysis.facts.pop(UNAVAILABLE, False))
+        merge_facts(self.facts, analysis.facts)
+        for finding in analysis.findings:
+            if finding in out.findings:
+                continue
+            out.findings.append(finding)
+            out.produced[id(finding)] = list(result.argv)
+            if finding.code == NO_DATA:
+                out.gaps.append(no_data_gap(result.argv, finding))
+        if all(c.argv != result.argv for c in out.checked):  # a reused output is listed once
+            out.checked.append(Checked(result.argv, analysis.summary))
+        missing = result.exit_code in MISSING_PROGRAM
+        if unavailable or missing:
+            why = "the program is not installed here" if missing else (analysis.summary or "it cannot run on this system")
+            out.gaps.append(f"`{' '.join(shown)}` could not answer: {why.rstrip('.')}.")
+        return not (unavailable or missing)
