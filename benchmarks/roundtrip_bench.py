@@ -261,7 +261,7 @@ def measure_agent(folder: Path, *, runs: int, warmup: int, log: Callable[[str], 
 
     from chat_server.app import create_app
     from chat_server.cli import uvicorn_options
-    from tools.execution import execute
+    from tools.execution import ExecutionRequest, execute
     from tools.executors.base import RunContext
 
     site = cluster.make_site(folder)
@@ -316,9 +316,10 @@ def measure_agent(folder: Path, *, runs: int, warmup: int, log: Callable[[str], 
         executor = runtime.executor(node)
 
         def executed() -> None:
-            outcome = execute(sessions=context.db.sessions, engine=engine, executor=executor, node=node.context(),
-                              agent=cluster.BENCH_AGENT, argv=["true"], actor="bench", squad="webserver",
-                              timeout=10, max_output=65536)
+            request = ExecutionRequest(agent=cluster.BENCH_AGENT, argv=["true"], actor="bench", squad="webserver",
+                                       timeout=10, max_output=65536)
+            outcome = execute(request=request, sessions=context.db.sessions, engine=engine, executor=executor,
+                              node=node.context())
             if outcome.result is None or outcome.result.exit_code != 0:
                 raise RuntimeError(f"execute gave no clean result: {outcome}")
 

@@ -17,7 +17,7 @@ from chat_server.principals import Engineer
 from squads.nodes.remote import RemoteExecutor
 from squads.nodes.service import registered_configs, unknown_nodes_message
 from squads.context import local_executor
-from tools.execution import CommandOutcome, Target, execute_many
+from tools.execution import CommandOutcome, ExecutionRequest, Target, execute_many
 from tools.executors.base import NotRun
 
 router = APIRouter(prefix="/api", tags=["commands"])
@@ -94,9 +94,10 @@ def run_command(body: RunIn, caller: Engineer, context: ContextDep, hub: HubDep)
                executor=local_executor(chosen[n]) if n in local else RemoteExecutor(hub, n))
         for n in sorted(chosen)
     ]
-    outcomes = execute_many(
-        targets=targets, sessions=context.db.sessions, engine=context.current_engine(), agent=body.agent,
-        argv=body.argv, actor=caller.name, squad=body.agent.split("/")[0],
+    request = ExecutionRequest(
+        agent=body.agent, argv=body.argv, actor=caller.name, squad=body.agent.split("/")[0],
         timeout=body.timeout_s or context.settings.default_timeout_s, max_output=context.settings.max_output_bytes,
     )
+    outcomes = execute_many(request=request, targets=targets, sessions=context.db.sessions,
+                            engine=context.current_engine())
     return [_node_run(t.node.name, o) for t, o in zip(targets, outcomes, strict=True)]

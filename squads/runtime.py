@@ -30,7 +30,7 @@ from permissions.models import Decision, Verdict
 from squads.models import SquadSpec
 from squads.storage.db import session_scope
 from tools import execution_records
-from tools.execution import execute, run_decided
+from tools.execution import ExecutionRequest, execute, run_decided
 from tools.executors.base import ExecResult, Executor, ExecutorError
 from tools.models import Effect
 from tools.service import ToolCallError, render, rule_text
@@ -165,19 +165,21 @@ class Conversation:
         node = self.config.nodes[approval["node"]]
         # Decided again and audited: a grant revoked since the request wins, and the execution
         # record points at this decision (whose details name the approval).
-        decision = self.config.engine.decide(agent=approval["agent"], node=node.context(), argv=approval["argv"])
-        context = {"actor": approver, "squad": self.squad.name, "conversation_id": self.id}
+        request = ExecutionRequest(
+            agent=approval["agent"], argv=approval["argv"], actor=approver, squad=self.squad.name,
+            timeout=self._timeout(approval.get("tool")), max_output=self.config.max_output, conversation_id=self.id,
+        )
+        decision = self.config.engine.decide(agent=request.agent, node=node.context(), argv=request.argv)
         with session_scope(self.config.sessions) as session:
-            seq = execution_records.record_decision(session, decision=decision, **context).seq
+            seq = execution_records.record_decision(session, decision=decision, **request.audit_context()).seq
         yield from self._emit(EventKind.DECISION, {**decision.as_dict(), "approval_seq": approval_seq}, seq)
         if decision.verdict is Verdict.DENY:
             yield from self._emit(EventKind.ERROR, {"text": f"not run: the policy now refuses it: {decision.reason}"})
             return
         try:
             outcome = run_decided(
-                sessions=self.config.sessions, executor=self.config.executor(node), decision=decision,
-                decision_seq=seq, timeout=self._timeout(approval.get("tool")),
-                max_output=self.config.max_output, approved_by=approver, **context,
+                request=request, sessions=self.config.sessions, executor=self.config.executor(node),
+                decision=decision, decision_seq=seq, approved_by=approver,
             )
         except Exception as exc:
             text = str(exc) if isinstance(exc, ExecutorError) else f"node {node.name} could not run it: {exc}"
@@ -267,11 +269,11 @@ class Conversation:
                 seq = execution_records.record_decision(session, decision=decision, **context).seq
             return self._after_decision(decision, seq, tool, events, held=True)
         try:
-            outcome = execute(
-                sessions=self.config.sessions, engine=self.config.engine, executor=self.config.executor(node),
-                node=node.context(), agent=agent, argv=argv, timeout=self._timeout(tool),
-                max_output=self.config.max_output, **context,
-            )
+            request = ExecutionRequest(agent=agent, argv=argv, actor=self.actor, squad=self.squad.name,
+                                       timeout=self._timeout(tool), max_output=self.config.max_output,
+                                       conversation_id=self.id)
+            outcome = execute(request=request, sessions=self.config.sessions, engine=self.config.engine,
+                              executor=self.config.executor(node), node=node.context())
         except Exception as exc:
             # A failure while running is already in the audit log as an interrupted execution; one
             # before the decision (the node's executor could not be set up) ran nothing.

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import select
 
+from permissions.models import Decision
 from squads.audit.models import AuditRecord
 from squads.audit.verify import verify
+from squads.storage.db import session_scope
 from squads.storage.service import Database
 from tests.policy_helpers import LAB, default_engine
 from tools import execution_records
-from tools.execution import execute
+from tools.execution import ExecutionRequest, execute, run_decided
 from tools.executors.base import ExecResult
 
 
@@ -31,9 +33,9 @@ class Recorder:
 
 
 def _run(db: Database, executor: Recorder, agent: str, argv: list[str]):  # type: ignore[no-untyped-def]
-    return execute(sessions=db.sessions, engine=default_engine(), executor=executor, node=LAB, agent=agent,
-                   argv=argv, actor="alice", squad=agent.split("/")[0], timeout=5, max_output=1000,
-                   conversation_id="conv-1", incident_id="INC-1")
+    request = ExecutionRequest(agent=agent, argv=argv, actor="alice", squad=agent.split("/")[0], timeout=5,
+                               max_output=1000, conversation_id="conv-1", incident_id="INC-1")
+    return execute(request=request, sessions=db.sessions, engine=default_engine(), executor=executor, node=LAB)
 
 
 def _kinds(db: Database) -> list[tuple[str, str | None]]:
@@ -69,3 +71,58 @@ def test_executor_failure_leaves_an_interrupted_record(db: Database) -> None:
     assert [k for k, _ in _kinds(db)] == ["decision", "execution_started", "execution_interrupted"]
     with db.sessions() as session:
         assert execution_records.execution_state(session, 2) == "interrupted"
+
+
+def test_a_request_keeps_the_argv_it_was_given(db: Database) -> None:
+    # The argv decided on and run is the one the request was built with, whatever the caller's list does later.
+    argv = ["df", "-h"]
+    request = ExecutionRequest(agent="webserver/service-health", argv=argv, actor="alice", squad="webserver",
+                               timeout=5, max_output=1000)
+    argv[1:] = ["--output=source"]
+    executor = Recorder()
+    outcome = execute(request=request, sessions=db.sessions, engine=default_engine(), executor=executor, node=LAB)
+    assert request.argv == ("df", "-h") and outcome.decision.argv == ("df", "-h")
+    assert executor.calls == [["/usr/bin/df", "-h"]]
+
+
+def test_a_shell_string_in_a_request_is_refused_by_the_policy_and_audited(db: Database) -> None:
+    request = ExecutionRequest(agent="webserver/service-health", argv="df -h", actor="alice", squad="webserver",
+                               timeout=5, max_output=1000)
+    executor = Recorder()
+    outcome = execute(request=request, sessions=db.sessions, engine=default_engine(), executor=executor, node=LAB)
+    assert outcome.decision.rule == "hygiene:type" and executor.calls == []
+    assert _kinds(db) == [("decision", "deny")]
+
+
+def _decided(db: Database, agent: str, argv: list[str]) -> tuple[Decision, int]:
+    decision = default_engine().decide(agent=agent, node=LAB, argv=argv)
+    with session_scope(db.sessions) as session:
+        seq = execution_records.record_decision(session, decision=decision, actor="alice", squad="webserver",
+                                                conversation_id="conv-9")
+        return decision, seq.seq
+
+
+def test_run_decided_runs_the_decision_under_the_request_context(db: Database) -> None:
+    decision, seq = _decided(db, "webserver/service-health", ["df", "-h"])
+    request = ExecutionRequest(agent="webserver/service-health", argv=["df", "-h"], actor="bob", squad="webserver",
+                               timeout=5, max_output=1000, conversation_id="conv-9", incident_id="INC-9")
+    executor = Recorder()
+    outcome = run_decided(request=request, sessions=db.sessions, executor=executor, decision=decision,
+                          decision_seq=seq, approved_by="bob")
+    assert executor.calls == [["/usr/bin/df", "-h"]] and outcome.finished_seq is not None
+    with db.sessions() as session:
+        started = session.get(AuditRecord, outcome.started_seq)
+        assert started is not None and (started.actor, started.conversation_id, started.incident_id, started.ref_seq) \
+            == ("bob", "conv-9", "INC-9", seq)
+
+
+@pytest.mark.parametrize(("agent", "argv"), [("webserver/service-health", ["df", "-i"]),
+                                             ("database/query-analysis", ["df", "-h"])])
+def test_run_decided_refuses_a_decision_of_another_command(db: Database, agent: str, argv: list[str]) -> None:
+    decision, seq = _decided(db, "webserver/service-health", ["df", "-h"])
+    request = ExecutionRequest(agent=agent, argv=argv, actor="bob", squad="webserver", timeout=5, max_output=1000)
+    executor = Recorder()
+    with pytest.raises(ValueError, match="decide the request's own argv first"):
+        run_decided(request=request, sessions=db.sessions, executor=executor, decision=decision,
+                    decision_seq=seq)
+    assert executor.calls == [] and _kinds(db) == [("decision", "allow")]

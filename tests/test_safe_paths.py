@@ -34,7 +34,7 @@ from permissions.engine import PolicyEngine
 from permissions.models import Decision, GrantSpec, NodeContext
 from squads.cli import app
 from squads.storage.service import Database
-from tools.execution import execute
+from tools.execution import ExecutionRequest, execute
 from tools.executors.base import RunContext
 from tools.executors.local import LocalExecutor
 from tools.executors.safe_paths import OutputRewriter, PathRefused, open_no_follow, pin_paths
@@ -152,9 +152,10 @@ def test_a_planted_link_on_a_local_node_is_refused_and_nothing_of_it_is_audited(
     planted = logs / "postgresql-16-main.log.2"
     planted.symlink_to(tree / "shadow")
     with pytest.raises(PathRefused) as info:
-        execute(sessions=db.sessions, engine=engine_for(logs), executor=LocalExecutor(),
-                node=NodeContext.of("local"), agent=AGENT, argv=["tail", "-n", "3", str(planted)], actor="mallory",
-                squad="database", timeout=10, max_output=10_000)
+        request = ExecutionRequest(agent=AGENT, argv=["tail", "-n", "3", str(planted)], actor="mallory",
+                                   squad="database", timeout=10, max_output=10_000)
+        execute(request=request, sessions=db.sessions, engine=engine_for(logs), executor=LocalExecutor(),
+                node=NodeContext.of("local"))
     assert f"{planted} is a symbolic link to {tree / 'shadow'}; squads never follows links in paths" in str(info.value)
     with db.sessions() as session:
         records = session.scalars(select(AuditRecord).order_by(AuditRecord.seq)).all()
@@ -171,9 +172,10 @@ def test_hashes_and_keys_a_granted_file_shows_are_redacted_before_the_audit_log(
     key_body = uuid.uuid4().hex
     (logs / "leak.log").write_text(f"root:{hashed}:19700:0:99999:7:::\n-----BEGIN OPENSSH PRIVATE KEY-----\n"
                                    f"{key_body}\n-----END OPENSSH PRIVATE KEY-----\nordinary line\n")
-    outcome = execute(sessions=db.sessions, engine=engine_for(logs), executor=LocalExecutor(),
-                      node=NodeContext.of("local"), agent=AGENT, argv=["tail", "-n", "5", str(logs / "leak.log")],
-                      actor="alice", squad="database", timeout=10, max_output=10_000)
+    request = ExecutionRequest(agent=AGENT, argv=["tail", "-n", "5", str(logs / "leak.log")], actor="alice",
+                               squad="database", timeout=10, max_output=10_000)
+    outcome = execute(request=request, sessions=db.sessions, engine=engine_for(logs), executor=LocalExecutor(),
+                      node=NodeContext.of("local"))
     assert outcome.result is not None and "ordinary line" in outcome.result.stdout
     with db.sessions() as session:
         finished = session.get(AuditRecord, outcome.finished_seq)

@@ -10,7 +10,7 @@ from rich.console import Console
 from squads.nodes.models import LOCAL_NODE
 from squads.nodes.service import NodeNotFound, get_node
 from permissions.models import Verdict
-from tools.execution import execute
+from tools.execution import ExecutionRequest, execute
 from tools.executors.base import NotRun
 from tools.executors.local import LocalExecutor
 
@@ -43,11 +43,12 @@ def run(
         raise typer.Exit(2)
     settings = ctx.settings
     try:
-        outcome = execute(
-            sessions=ctx.db.sessions, engine=ctx.engine(), executor=LocalExecutor(env_passthrough=node_cfg.env_passthrough),
-            node=node_cfg.context(), agent=agent, argv=argv, actor=actor or getpass.getuser(), squad=agent.split("/")[0],
+        request = ExecutionRequest(
+            agent=agent, argv=argv, actor=actor or getpass.getuser(), squad=agent.split("/")[0],
             timeout=timeout or settings.default_timeout_s, max_output=settings.max_output_bytes,
         )
+        outcome = execute(request=request, sessions=ctx.db.sessions, engine=ctx.engine(),
+                          executor=LocalExecutor(env_passthrough=node_cfg.env_passthrough), node=node_cfg.context())
     except NotRun as exc:  # e.g. a path argument that is a link: refused, and recorded as not run
         console.print("[red]not run:[/red] ", end="")
         console.print(str(exc), markup=False, highlight=False)

@@ -33,6 +33,34 @@ from tools import execution_records
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionRequest:
+    """One command to run: what, as which agent, for whom, and within which limits.
+
+    The same request goes to :func:`execute`, to :func:`execute_many` (one decision per
+    target) and, once a held decision is approved, to :func:`run_decided`."""
+
+    agent: str
+    argv: Sequence[str]
+    actor: str | None
+    squad: str | None
+    timeout: float
+    max_output: int
+    conversation_id: str | None = None
+    incident_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # Any sequence is frozen into a tuple, so the argv decided on is the one the request keeps.
+        # A string stays a string: the policy refuses it, and the refusal is audited like any other.
+        if not isinstance(self.argv, str | bytes):
+            object.__setattr__(self, "argv", tuple(self.argv))
+
+    def audit_context(self) -> dict[str, str | None]:
+        """Who asked and where from, as every audit record of this request repeats it."""
+        return {"actor": self.actor, "squad": self.squad, "conversation_id": self.conversation_id,
+                "incident_id": self.incident_id}
+
+
+@dataclass(frozen=True, slots=True)
 class CommandOutcome:
     """A decision, its audit record, and the result when the command ran."""
 
@@ -61,48 +89,33 @@ class _Start:
 
 def execute(
     *,
+    request: ExecutionRequest,
     sessions: sessionmaker[Session],
     engine: PolicyEngine,
     executor: Executor,
     node: NodeContext,
-    agent: str,
-    argv: Sequence[str],
-    actor: str | None,
-    squad: str | None,
-    timeout: float,
-    max_output: int,
-    conversation_id: str | None = None,
-    incident_id: str | None = None,
 ) -> CommandOutcome:
-    """Decide ``argv`` for ``agent`` on ``node``; run it only when allowed.
+    """Decide the request's argv for its agent on ``node``; run it only when allowed.
 
     The decision and the start are committed in one transaction before the
     executor is called; an executor that raises leaves an interrupted record."""
     (outcome,) = execute_many(
-        targets=[Target(node=node, executor=executor)], sessions=sessions, engine=engine, agent=agent, argv=argv,
-        actor=actor, squad=squad, timeout=timeout, max_output=max_output, conversation_id=conversation_id,
-        incident_id=incident_id, raise_errors=True,
+        request=request, targets=[Target(node=node, executor=executor)], sessions=sessions, engine=engine,
+        raise_errors=True,
     )
     return outcome
 
 
 def execute_many(
     *,
+    request: ExecutionRequest,
     targets: Sequence[Target],
     sessions: sessionmaker[Session],
     engine: PolicyEngine,
-    agent: str,
-    argv: Sequence[str],
-    actor: str | None,
-    squad: str | None,
-    timeout: float,
-    max_output: int,
-    conversation_id: str | None = None,
-    incident_id: str | None = None,
     parallel: int = 64,
     raise_errors: bool = False,
 ) -> list[CommandOutcome]:
-    """Run the same argv on every target, ``parallel`` at a time; answers in target order.
+    """Run the request's argv on every target, ``parallel`` at a time; answers in target order.
 
     Each node gets its own decision and audit records. Every decision and every
     start is committed (one transaction) before any executor is called, and every
@@ -110,8 +123,9 @@ def execute_many(
     thousand nodes costs two commits, not three thousand. A node that cannot run
     it (offline, refused, lost) has its ``ExecutorError`` in the outcome's
     ``error``, or it is raised when ``raise_errors``."""
-    context = {"actor": actor, "squad": squad, "conversation_id": conversation_id, "incident_id": incident_id}
-    decisions = [engine.decide(agent=agent, node=t.node, argv=argv) for t in targets]
+    context = request.audit_context()
+    timeout, max_output = request.timeout, request.max_output
+    decisions = [engine.decide(agent=request.agent, node=t.node, argv=request.argv) for t in targets]
     starts: list[_Start | None] = []
     with session_scope(sessions) as session:
         seqs = [execution_records.record_decision(session, decision=d, **context).seq for d in decisions]
@@ -188,24 +202,27 @@ def _start(
 
 def run_decided(
     *,
+    request: ExecutionRequest,
     sessions: sessionmaker[Session],
     executor: Executor,
     decision: Decision,
     decision_seq: int,
-    actor: str | None,
-    squad: str | None,
-    timeout: float,
-    max_output: int,
-    conversation_id: str | None = None,
-    incident_id: str | None = None,
     approved_by: str | None = None,
 ) -> CommandOutcome:
-    """Run an allowed (or approved) decision with start and finish records.
+    """Run an allowed (or approved) decision of ``request`` with start and finish records.
 
     Every run gets a request id (in the started record) that a node agent uses
     to run it at most once. An executor that raises leaves an interrupted record
-    saying why, and the node's own refusal is recorded as a decision of its own."""
-    context = {"actor": actor, "squad": squad, "conversation_id": conversation_id, "incident_id": incident_id}
+    saying why, and the node's own refusal is recorded as a decision of its own.
+    A decision about another agent or argv than the request's is refused before anything
+    is recorded: its records would name one command and run another's context."""
+    if decision.agent != request.agent or tuple(decision.argv) != tuple(request.argv):
+        raise ValueError(
+            f"the decision is for {decision.agent} running {list(decision.argv)}, the request for "
+            f"{request.agent} running {list(request.argv)}; decide the request's own argv first"
+        )
+    context = request.audit_context()
+    timeout, max_output = request.timeout, request.max_output
     with session_scope(sessions) as session:
         start = _start(session, decision, decision_seq, timeout, context, approved_by)
     try:
