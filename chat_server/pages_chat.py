@@ -13,7 +13,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -25,6 +25,7 @@ from chat_server.principals import Approver, Engineer, Principal, Viewer
 from chat_server.signin import render, templates
 from squads.nodes.hub import Hub
 from squads.nodes.service import unknown_nodes_message
+from squads.approvals import pending_approvals
 from squads.context import AppContext
 from squads.runtime import ApprovalError, Conversation, RuntimeConfig, approval_expired
 from squads.storage.db import session_scope
@@ -256,15 +257,7 @@ def chat_approval(
 @router.get("/approvals")
 def approvals_page(request: Request, caller: Viewer, context: ContextDep) -> Response:
     """Held commands still waiting, across conversations, newest first; approvers can act here."""
-    now = datetime.now(UTC)
-    since = (now - timedelta(seconds=context.settings.approval_ttl_s)).isoformat()
-    pending: list[dict[str, Any]] = []
     with context.db.readers() as session:
-        for record in session.scalars(select(ConversationRecord).where(ConversationRecord.updated_at >= since)):
-            for approval in json.loads(record.state or "{}").get("approvals", []):
-                if approval.get("status") == "pending" and not approval_expired(approval, now=now):
-                    pending.append({**approval, "conversation": record.id, "squad": record.squad,
-                                    "title": record.title})
-    pending.sort(key=lambda a: str(a.get("requested_at", "")), reverse=True)
+        pending = pending_approvals(session, now=datetime.now(UTC), ttl_s=context.settings.approval_ttl_s)
     return render(request, "approvals.html", principal=caller, pending=pending, approvers=_approvers(context),
                   can_approve=caller.role.allows(Role.APPROVER))

@@ -59,7 +59,9 @@ def render_event(console: Console, event: Event, *, full_output: bool = False) -
         more = f", {len(lines) - len(shown)} more lines folded" if len(lines) > len(shown) else ""
         console.print(Text(f"  └ exit {data.get('exit_code')}, {data.get('duration_ms')} ms{more}", style="dim"))
     elif event.kind is EventKind.APPROVAL_REQUESTED:
-        console.print(Text(f"  held for approval (request {safe(str(data.get('id')))}): not run", style="yellow"))
+        request = safe(str(data.get("id")))
+        console.print(Text(f"  held for approval (request {request}): not run; an approver runs it with "
+                           f"`squads approval approve {request}` or on the web at /approvals", style="yellow"))
     elif event.kind is EventKind.ERROR:
         console.print(Text("error: ", style="red").append(safe(event.text)))
 

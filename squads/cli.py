@@ -53,6 +53,10 @@ COMMANDS: dict[str, Entry] = {
                    group=True),
     "agent": Entry("squads.node_agent.cli:app", "The node agent: connects out to the control plane and runs what "
                    "both policies allow.", group=True),
+    "approval": Entry("squads.approval_cli:app", "Held commands: list them, approve or deny one (approvers).",
+                      group=True),
+    "scenario": Entry("squads.evals.scenario_cli:app", "Scenarios from real conversations: export one as a "
+                      "regression test.", group=True),
     "user": Entry("squads.accounts.cli:app", "Local accounts: create, list, change roles, disable, reset passwords.",
                   group=True),
 }

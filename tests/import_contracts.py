@@ -29,9 +29,9 @@ TOP_LEVEL = ("squads", "tools", "prompts", "chat_server", "permissions", "transc
 # exact names before patterns with wildcards, so ``squads.nodes.models`` (values) can sit
 # far below ``squads.nodes.*`` (services).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("interface", ("*.cli", "squads.accounts.token_cli", "squads.chat", "chat_server", "chat_server.*",
+    ("interface", ("*.cli", "squads.accounts.token_cli", "squads.approval_cli", "squads.chat", "chat_server", "chat_server.*",
                    "squads.evals", "squads.evals.*", "squads.storage.models", "squads.storage.migrations.*")),
-    ("application", ("squads.context", "squads.storage.service")),
+    ("application", ("squads.context", "squads.storage.service", "squads.approvals")),
     ("runtime", ("squads.runtime",)),
     ("services", ("tools.execution", "tools.execution_records", "squads.nodes.*", "squads.nodes", "squads.accounts", "squads.accounts.*",
                   "transcripts", "transcripts.*", "permissions.store")),

@@ -96,7 +96,7 @@ def real_filesystems(systems: list[sp.Filesystem]) -> list[sp.Filesystem]:
     sysfs, cgroup ...), read-only images (snaps, ISOs: always 100%) and the per-container views under a
     container runtime's directories and bind mounts of a file system already listed (they repeat the
     disk behind them)."""
-    kept = []
+    kept: list[sp.Filesystem] = []
     for f in systems:
         kind = f.fstype or f.source
         if kind in PSEUDO_TYPES or kind in READ_ONLY_TYPES or f.source.startswith("/dev/loop"):
