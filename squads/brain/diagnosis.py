@@ -62,12 +62,14 @@ class Runner:
             budget -= 1
             answered = yield from self._one(step, params, key, item)
             for fallback in [] if answered else step.fallback:
-                params = fill(fallback.with_, self.facts, item)
-                key = f"{fallback.tool}:{sorted((params or {}).items())!r}|{fallback.analyze or ''}"
-                if params is None or key in self.done or budget <= 0:
+                filled = fill(fallback.with_, self.facts, item)
+                if filled is None or budget <= 0:
+                    continue
+                key = f"{fallback.tool}:{sorted(filled.items())!r}|{fallback.analyze or ''}"
+                if key in self.done:
                     continue
                 budget -= 1
-                yield from self._one(fallback, params, key, item)
+                yield from self._one(fallback, filled, key, item)
         return self.outcome
 
     def _one(self, step: Step, params: dict[str, Any], key: str, item: Any) -> Generator[Call, CallResult | None, bool]:
@@ -104,8 +106,16 @@ class Runner:
                 out.gaps.append(no_data_gap(result.argv, finding))
         if all(c.argv != result.argv for c in out.checked):  # a reused output is listed once
             out.checked.append(Checked(result.argv, analysis.summary))
+        if result.timed_out or result.truncated:
+            out.gaps.append(cut_short(shown, result))
         missing = result.exit_code in MISSING_PROGRAM
         if unavailable or missing:
             why = "the program is not installed here" if missing else (analysis.summary or "it cannot run on this system")
             out.gaps.append(f"`{' '.join(shown)}` could not answer: {why.rstrip('.')}.")
         return not (unavailable or missing)
+
+
+def cut_short(argv: list[str], result: CallResult) -> str:
+    """The gap a check leaves when it was stopped before it finished."""
+    why = "it ran out of time and was stopped" if result.timed_out else "its output was longer than the limit and was cut"
+    return f"`{' '.join(argv)}` was cut short: {why}, so only part of it was read and the rest was not checked."

@@ -24,7 +24,7 @@ PROSE_TAIL = frozenset(
     "on pls plz please thanks thx asap because since after before and but so for it's its is was the a an "
     "to from then again now".split()
 )
-PROSE = frozenset("diagnostics diagnostic checks check tests test it them this that a some again now".split())
+PROSE = frozenset("diagnostics diagnostic checks check tests test it them this that a some again now into onto".split())
 
 
 def explicit_command(text: str, programs: set[str]) -> list[str] | None:

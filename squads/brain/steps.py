@@ -71,11 +71,12 @@ def fill_text(text: str, facts: Facts) -> str:
 SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"(])")
 
 
-def complete_text(text: str, facts: Facts) -> str:
+def complete_text(text: str, facts: Facts, *, neutral: bool = True) -> str:
     """``text`` for a reply: every placeholder a fact fills is filled, and no ``{placeholder}`` ever
     survives. A sentence whose placeholder no fact fills is dropped ("Fix {file} at line {line}."
     when the file is unknown); when every sentence would go, each unfilled placeholder becomes a
-    neutral word ("the file") so the text still reads."""
+    neutral word ("the file") so the text still reads, or, with ``neutral=False`` (advice that
+    needs facts nobody found does not apply), the text is dropped: "" is returned."""
     values = dict(facts)
 
     def one(match: re.Match[str]) -> str:
@@ -86,8 +87,8 @@ def complete_text(text: str, facts: Facts) -> str:
     if not PLACEHOLDER.search(filled):
         return filled
     kept = [s for s in SENTENCE.split(filled) if not PLACEHOLDER.search(s)]
-    if kept:
-        return " ".join(kept)
+    if kept or not neutral:
+        return " ".join(kept)  # "" (not neutral): the text needs facts nobody found, so it does not apply
     return PLACEHOLDER.sub(lambda m: "the " + m.group(1).split("|")[0].split(".")[-1].replace("_", " "), filled)
 
 

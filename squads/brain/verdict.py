@@ -120,8 +120,8 @@ def compose(
     for finding in ordered:
         text = runbook.advice.get(finding.code)
         if text:
-            filled = complete_text(text, {**facts, **finding.data})
-            if filled not in advice:
+            filled = complete_text(text, {**facts, **finding.data}, neutral=False)
+            if filled and filled not in advice:
                 advice.append(filled)
     clean = headline is None and not outcome.gaps and not standing
     return render(
