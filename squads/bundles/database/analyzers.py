@@ -12,6 +12,7 @@ from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 
+from . import checks
 from . import postgres as pg
 
 LONG_QUERY = timedelta(minutes=5)
@@ -88,7 +89,7 @@ def max_connections(output: Output, facts: Facts) -> Analysis:
     facts=("idle_in_transaction", "server_down"),
     codes=(
         "connection_group", "connections_exhausted", "connections_pool", "connections_spread", "connections_top",
-        "idle_in_transaction", "server_unreachable",
+        "db_not_bottleneck", "idle_in_transaction", "server_unreachable",
     ),
 )
 def connections(output: Output, facts: Facts) -> Analysis:
@@ -118,12 +119,15 @@ def connections(output: Output, facts: Facts) -> Analysis:
             f"dominates: the connections are spread across {len(apps)} applications (largest: {leader} with {leading}; "
             f"{ranked}). The limit is too small for everything that connects, or the pools are sized too large together.",
         )
-    elif limit and total >= int(limit) * 0.9 and top.get("state") == "idle":
+    elif limit and total >= int(limit) * 0.8 and top.get("state") == "idle":
+        idle_for = pg.parse_interval(top.get("longest_in_state", ""))
+        leak = (" Connections idle that long are opened and never closed or returned to a pool: a connection leak in "
+                f"{top.get('application_name') or top.get('usename')}." if idle_for and idle_for.total_seconds() >= 3600 else "")
         result.add(
             "connections_pool", Severity.CAUSE,
             f"{total} of max_connections {limit} are in use. {who} holds {count} of them idle (open but doing "
             f"nothing, the longest for {_duration(top.get('longest_in_state', ''))}): its connection pool keeps far "
-            "more connections than it uses.",
+            f"more connections than it uses.{leak} No heavy query is needed to exhaust connections this way.",
             app=top.get("application_name"),
         )
     elif limit and total >= int(limit) * 0.9:
@@ -135,6 +139,14 @@ def connections(output: Output, facts: Facts) -> Analysis:
         )
     else:
         result.add("connections_top", Severity.INFO, f"{who} holds the most connections: {count} ({top.get('state')}).")
+    active = sum(int(r.get("connections", "0") or 0) for r in rows if r.get("state") == "active")
+    if facts.get("no_long_queries") and facts.get("no_blocking") and limit and total < int(limit) * 0.5:
+        result.add(
+            "db_not_bottleneck", Severity.CAUSE,
+            f"The database is not the bottleneck: it is mostly idle. {total} of max_connections {limit} connections are "
+            f"open and only {active} active, no query has run for long, and no session is blocked or waiting on a lock. "
+            "Look at the application side (its pool's wait time, its own CPU, the network, a slow dependency) before the database.",
+        )
     idle_tx = [r for r in rows if r.get("state") == "idle in transaction"]
     leaked = sum(int(r.get("connections", "0") or 0) for r in idle_tx)
     if leaked >= max(5, total * 0.2):
@@ -157,7 +169,7 @@ def connections(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "pg.blocking",
-    facts=("blocker_pid", "blocker_pids", "server_down"),
+    facts=("blocker_pid", "blocker_pids", "no_blocking", "server_down"),
     codes=("blocker_idle_tx", "blocking_ambiguous", "lock_blocker", "no_blocking", "server_unreachable"),
 )
 def blocking(output: Output, facts: Facts) -> Analysis:
@@ -166,7 +178,7 @@ def blocking(output: Output, facts: Facts) -> Analysis:
     if isinstance(rows, Analysis):
         return rows
     if not rows:
-        result = Analysis(summary="no session is waiting on a lock")
+        result = Analysis(summary="no session is waiting on a lock", facts={"no_blocking": True})
         result.add("no_blocking", Severity.OK, "No session is blocked by another one right now.")
         return result
     unclear = [r for r in rows if r.get(pg.AMBIGUOUS)]
@@ -216,7 +228,7 @@ def blocking(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "pg.long_queries",
-    facts=("commit_waits", "long_pids", "longest_pid", "server_down"),
+    facts=("commit_waits", "long_pids", "longest_pid", "no_long_queries", "server_down"),
     codes=("commit_waits_sync", "long_query", "server_unreachable"),
 )
 def long_queries(output: Output, facts: Facts) -> Analysis:
@@ -239,6 +251,8 @@ def long_queries(output: Output, facts: Facts) -> Analysis:
         )
     if result.findings:
         result.facts["longest_pid"] = result.findings[0].data.get("pid")
+    else:
+        result.facts["no_long_queries"] = True
     commits = [r for r in rows if r.get("query", "").strip().upper().startswith("COMMIT") and r.get("wait_event_type") == "IPC"]
     if commits:
         result.facts["commit_waits"] = True
@@ -450,10 +464,10 @@ LOG_CAUSES = [
 
 @analyzer(
     "pg.log",
-    facts=("disk_full_suspected",),
+    facts=("disk_full_suspected", *checks.LOG_FACTS),
     codes=(
-        "pg_disk_full", "pg_hint", "pg_lifecycle", "pg_log_error", "pg_too_many_clients", *(code for _, code, _ in
-        LOG_CAUSES),
+        "no_data", "pg_disk_full", "pg_hint", "pg_lifecycle", "pg_log_error", "pg_too_many_clients", *(code for _, code, _ in
+        LOG_CAUSES), *checks.LOG_CODES,
     ),
 )
 def server_log(output: Output, facts: Facts) -> Analysis:
@@ -461,6 +475,10 @@ def server_log(output: Output, facts: Facts) -> Analysis:
     if failed := failure(output):
         return failed
     parsed = [p for p in (lp.parse_pg_log(line) for line in output.stdout.splitlines()) if p]
+    if not parsed:
+        result = Analysis(summary="no log lines")
+        result.add("no_data", Severity.INFO, "The server log had no PostgreSQL lines to read: the log was not checked.", check="server log")
+        return result
     bad = [p for p in parsed if p.level in ("PANIC", "FATAL", "ERROR")]
     result = Analysis(summary=f"{len(parsed)} log lines, {len(bad)} errors")
     space = [p for p in bad if "no space left on device" in p.message.lower()]
@@ -490,6 +508,10 @@ def server_log(output: Output, facts: Facts) -> Analysis:
     hint = next((p.message for p in parsed if p.level == "HINT" and "postmaster" in p.message.lower()), "")
     if hint:
         result.add("pg_hint", Severity.INFO, f"The server's hint: {hint}")
+    checks.log_findings(result, parsed, facts)
+    known.extend(p for p in bad if any(marker in p.message for marker in (
+        "too many connections for", "remaining connection slots", "out of shared memory", "duplicate key value",
+        "lock timeout", "administrator command", "deadlock detected", "wraparound", "must be vacuumed")))
     other = [p for p in bad if p not in known]
     if other:
         result.add("pg_log_error", Severity.PROBLEM if not space else Severity.INFO, f"Last error in the log: {other[-1].level}: {other[-1].message}")
@@ -529,3 +551,33 @@ def disk(output: Output, facts: Facts) -> Analysis:
         elif data_dir:
             result.add("disk_ok", Severity.OK, f"{f.mount} is {usage_words(f)}.")
     return result
+
+
+@analyzer("pg.settings", facts=("max_connections", "pg_settings"), codes=("no_data",))
+def settings(output: Output, facts: Facts) -> Analysis:
+    """``pg_settings``: the non-default settings, kept for the other checks."""
+    return checks.settings(output, facts)
+
+
+@analyzer("pg.hba_rules", codes=("hba_error", "hba_missing", "hba_ssl_required", "no_data"))
+def hba_rules(output: Output, facts: Facts) -> Analysis:
+    """``pg_hba_file_rules``: invalid lines, and the rule a rejected client lacks."""
+    return checks.hba_rules(output, facts)
+
+
+@analyzer("pg.counters", facts=("temp_spills",), codes=("deadlocks_counted", "no_data", "rollbacks_high", "temp_spill"))
+def counters(output: Output, facts: Facts) -> Analysis:
+    """``pg_stat_database``: deadlocks, temp files, rollbacks."""
+    return checks.counters(output, facts)
+
+
+@analyzer("pg.xid_age", codes=("no_data", "xid_ok", "xid_wraparound"))
+def xid_age(output: Output, facts: Facts) -> Analysis:
+    """``age(datfrozenxid)``: wraparound risk."""
+    return checks.xid_age(output, facts)
+
+
+@analyzer("pg.dead_tuples", codes=("dead_tuples", "no_data"))
+def dead_tuples(output: Output, facts: Facts) -> Analysis:
+    """``pg_stat_user_tables``: vacuum falling behind."""
+    return checks.dead_tuples(output, facts)
