@@ -108,6 +108,12 @@ class Runner:
             out.checked.append(Checked(result.argv, analysis.summary))
         if result.timed_out or result.truncated:
             out.gaps.append(cut_short(shown, result))
+        # A check cut short at its time or size limit (set by the runtime) answered only in part.
+        cut = [w for w, flag in (("its time limit", "timed_out"), ("its output limit", "truncated"))
+               if getattr(result, flag, False)]
+        if cut:
+            out.gaps.append(f"`{' '.join(shown)}` was cut short at {' and '.join(cut)}: I read what it printed, "
+                            "the rest was never seen.")
         missing = result.exit_code in MISSING_PROGRAM
         if unavailable or missing:
             why = "the program is not installed here" if missing else (analysis.summary or "it cannot run on this system")
