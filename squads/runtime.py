@@ -288,7 +288,7 @@ class Conversation:
         events.extend(self._flush())
         return CallResult(
             status="ran", argv=argv, agent=agent, node=node.name, tool=tool, exit_code=res.exit_code,
-            stdout=res.stdout, stderr=res.stderr,
+            stdout=res.stdout, stderr=res.stderr, timed_out=res.timed_out, truncated=res.truncated,
         )
 
     def _after_decision(

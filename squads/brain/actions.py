@@ -53,6 +53,10 @@ class CallResult:
     stderr: str = ""
     reason: str = ""
     approval_id: str | None = None
+    # The command was stopped at its time limit, or its output at the size limit: what it printed was
+    # read, the rest was never seen, so the reply must say the check is incomplete.
+    timed_out: bool = False
+    truncated: bool = False
 
 
 Turn = Generator[Say | Call, CallResult | None, None]
