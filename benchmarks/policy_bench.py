@@ -27,8 +27,9 @@ from permissions.validators import from_spec  # noqa: E402
 from squads.service import default_grants, load_squads  # noqa: E402
 from tools.service import render  # noqa: E402
 
-# Typical values for pattern ("re:") parameters: PostgreSQL logs, certificate files.
-RE_SAMPLES = ("/var/log/postgresql/postgresql-16-main.log", "/etc/ssl/certs/www.example.com.pem")
+# Typical values for pattern ("re:") parameters: logs, certificates, units, durations, group names.
+RE_SAMPLES = ("/var/log/postgresql/postgresql-16-main.log", "/etc/ssl/certs/www.example.com.pem",
+              "/var/log/php8.2-fpm.log", "php8.2-fpm", "1h", "sudo")
 SAMPLE = {"k8s_name": "payment-service-7d9f8b-xyz", "k8s_selector": "app=postgres", "pid": "48211",
           "int:0..1000": "3", "int:1..10000": "200", "int:1..5000": "200", "int:1..1000": "50"}
 
@@ -51,7 +52,11 @@ def realistic_mix(squads) -> list[tuple[str, list[str]]]:  # type: ignore[no-unt
                     values[name] = param.type[5:].split(",")[0] + "/current.log"
                 elif param.type.startswith("re:"):
                     # A pattern parameter takes the first typical value it accepts (a log, a certificate).
-                    values[name] = next(v for v in RE_SAMPLES if from_spec(param.type).check(v))
+                    sample = next((v for v in RE_SAMPLES if from_spec(param.type).check(v)), None)
+                    if sample is None:
+                        raise SystemExit(f"policy_bench: no typical value for {tool.name}.{name} ({param.type}); "
+                                         "add one to RE_SAMPLES")
+                    values[name] = sample
             mix.append((squad.agent_id(tool.agent), render(tool, values)))
     return mix
 
