@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from datetime import UTC, datetime
 
 from squads.bundle_code import load_analyzers
@@ -13,7 +15,7 @@ TABLE = load_analyzers(BUNDLES_DIR / "security")
 
 
 def run(name: str, stdout: str, argv: list[str] | None = None, exit_code: int = 0, stderr: str = "",
-        facts: dict[str, object] | None = None) -> Analysis:
+        facts: Mapping[str, object] | None = None) -> Analysis:
     output = Output(argv=argv or ["journalctl", "-u", "ssh"], exit_code=exit_code, stdout=stdout, stderr=stderr)
     return TABLE[name].fn(output, dict(facts or {}))
 

@@ -59,7 +59,8 @@ def parse_ps(text: str) -> list[Proc]:
 
 def _chain(proc: Proc, by_pid: dict[int, Proc]) -> list[Proc]:
     """``proc``'s ancestors, nearest first (at most 6)."""
-    chain, seen = [], {proc.pid}
+    chain: list[Proc] = []
+    seen = {proc.pid}
     current = by_pid.get(proc.ppid)
     while current and current.pid not in seen and len(chain) < 6:
         chain.append(current)
