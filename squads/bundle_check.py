@@ -9,7 +9,9 @@ Each analyzer declares the facts it may set and the finding codes it may add
   user (a slot of ``slots.yaml``, ``needs``, ``defaults``, ``seed``...) or the conversation;
 - every ``advice`` code is one a finding of those analyzers can carry;
 - every slot a runbook or action ``needs`` (or asks for) is in ``slots.yaml``;
-- an action's parameters name only slots and facts the squad knows.
+- an action's parameters name only slots and facts the squad knows;
+- every error signature (``signatures/*.yaml``) compiles, has a unique id, fills only named groups,
+  names tools of the squad as next checks and matches its own examples (``squads.brain.signatures``).
 
 A broken reference stops the load with the file, the entry and the closest known name, rather
 than a ``KeyError`` or a step that silently never runs in the middle of a conversation.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from squads.brain.analyzers import GENERIC
 from squads.brain.models import Registered, Runbook, Step
+from squads.brain.signatures import Catalogue, SignatureError, load_catalogue, register
 from squads.brain.steps import CONVERSATION_FACTS, PLACEHOLDER
 from squads.grants import BundleError
 from squads.models import SquadSpec
@@ -144,3 +147,14 @@ def check_references(folder: Path, squad: SquadSpec, registry: dict[str, Registe
             if name not in known:
                 fail(f"action {action.name}, params", f"names {name!r}, which is no slot, need, default or analyzer "
                      f"fact of this squad{_close(name, known)}")
+
+
+def check_signatures(folder: Path, squad: SquadSpec) -> Catalogue:
+    """Load the squad's error-signature catalogue (its ``signatures/*.yaml`` and the shared entries),
+    validated against its tools, and make it the one its log analyzers match against."""
+    try:
+        table = load_catalogue(folder, tools=[t.name for t in squad.tools])
+    except SignatureError as exc:
+        raise BundleError(str(exc)) from None
+    register(squad.name, table)
+    return table

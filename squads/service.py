@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from permissions.models import GrantSpec
 from squads.brain.extract import compile_slots
 from squads.brain.models import SlotSpec
-from squads.bundle_check import check_analyzers, check_references, where
+from squads.bundle_check import check_analyzers, check_references, check_signatures, where
 from squads.bundle_code import load_analyzers
 from squads.grants import BUILTIN_BUNDLES, BundleError, agent_grant, bundle_folders
 from squads.grants import read_yaml as _read_yaml
@@ -55,6 +55,7 @@ def load_bundle(folder: Path) -> SquadSpec:
     registry = load_analyzers(folder)
     check_analyzers(folder, squad, registry)
     check_references(folder, squad, registry)
+    check_signatures(folder, squad)
     return squad.with_analyzers(registry)
 
 
