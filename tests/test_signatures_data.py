@@ -124,6 +124,9 @@ ROUTINE = {
         "2026-11-26 03:12:44.123 UTC [3310] LOG:  automatic vacuum of table \"shop.public.orders\": index scans: 1",
         "2026-11-26 03:12:44.123 UTC [3310] LOG:  listening on IPv4 address \"0.0.0.0\", port 5432",
         "2026-11-26 03:12:44.123 UTC [3310] app@shop LOG:  duration: 12.114 ms  statement: SELECT 1",
+        # A pid that looks like an SQLSTATE code, and a prefix with %e on an ordinary line.
+        "2026-11-26 03:12:44.123 UTC [53000] LOG:  checkpoint starting: time",
+        "2026-11-26 03:12:44.123 UTC [2211] 00000 app@shop LOG:  connection authorized: user=app database=shop",
     ],
     "security": [
         "Nov 26 03:12:44 web-1 sshd[2211]: Server listening on 0.0.0.0 port 22.",
