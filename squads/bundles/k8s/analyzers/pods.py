@@ -12,6 +12,7 @@ from squads.brain.parsers import logs as lp
 from squads.brain.parsers.logs import find_host_ports
 
 from .. import kubectl as k
+from .workloads import names
 
 HEALTHY = {"Running", "Completed", "Succeeded"}
 NETWORK_ERRORS = re.compile(
@@ -129,7 +130,7 @@ def candidate_pods(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "k8s.all_pods",
-    facts=("evicted_pod_refs",),
+    facts=("evicted_pod_refs", "unhealthy_pod_refs"),
     codes=("pods_evicted", "pods_unhealthy"),
 )
 def all_pods(output: Output, facts: Facts) -> Analysis:
@@ -150,8 +151,12 @@ def all_pods(output: Output, facts: Facts) -> Analysis:
             "pods_evicted", Severity.PROBLEM,
             f"{len(evicted)} pods were Evicted ({', '.join(r.name for r in evicted[:5])}) in {', '.join(spaces) or 'the cluster'}.",
         )
-    stuck = [r for r in rows if r.status not in HEALTHY | {"Evicted"}]
+    stuck = [r for r in rows if r.status not in HEALTHY | {"Evicted"} or (r.status == "Running" and r.ready < r.total)]
     if stuck:
+        # For the triage sweep: the unhealthy pods of every namespace, to describe (most restarts first).
+        worst = sorted((r for r in stuck if r.namespace), key=lambda r: -r.restarts)
+        result.facts["unhealthy_pod_refs"] = [{"pod": r.name, "namespace": r.namespace} for r in worst
+                                              if names([r.name, r.namespace]) == [r.name, r.namespace]]
         result.add("pods_unhealthy", Severity.INFO, "Not running: " + ", ".join(_pod_line(r) for r in stuck[:8]) + ".")
     return result
 
@@ -221,11 +226,12 @@ def _requests(info: k.PodInfo) -> str:
 @analyzer(
     "k8s.describe_pod",
     facts=(
-        "crashing_pods", "env_dependencies", "insufficient_resources", "last_pod", "pending_node_selector",
+        "crashing_pods", "env_dependencies", "failing_inits", "insufficient_resources", "last_pod",
+        "liveness_ports", "pending_node_selector",
         "pending_requests", "pending_taints", "probe_failing_pods", "probe_paths", "unbound_claims",
     ),
     codes=(
-        "container_config", "crashloop", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
+        "container_config", "crashloop", "exits_zero", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
         "oom_killed", "pending_affinity", "pending_insufficient", "pending_nodes_down", "pending_other",
         "pending_taint", "pending_unbound_pvc", "pod_evicted", "pod_running", "probe_failing",
         "selector_label_mismatch", "volume_mount_failed", "volume_multi_attach",
@@ -273,7 +279,7 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
                     service=orphan["service"], selector=orphan["selector"],
                 )
     for c in info.init_containers:
-        _init_container(result, name, c)
+        _init_container(result, name, c, info)
     for c in info.containers:
         _container(result, name, info, c)
     _volume_events(result, name, info)
@@ -367,7 +373,7 @@ def _pending(result: Analysis, name: str, info: k.PodInfo, message: str) -> None
         result.add("pending_other", Severity.PROBLEM, f"{name} is Pending. {said}")
 
 
-def _init_container(result: Analysis, name: str, c: k.ContainerInfo) -> None:
+def _init_container(result: Analysis, name: str, c: k.ContainerInfo, info: k.PodInfo) -> None:
     """An init container that fails keeps the pod in Init:... and the app never starts."""
     if c.last_reason == "OOMKilled" or c.reason == "OOMKilled":
         limit = c.limits.get("memory", "none set")
@@ -380,6 +386,8 @@ def _init_container(result: Analysis, name: str, c: k.ContainerInfo) -> None:
         )
     elif c.restart_count and c.last_reason not in ("", "Completed"):
         meaning = EXIT_MEANING.get(c.exit_code or -1, "")
+        # Its own log says why: `kubectl logs POD -c INIT` (the pod's default container has not started).
+        result.facts["failing_inits"] = [{"pod": name, "container": c.name, "namespace": info.namespace}]
         result.add(
             "init_failing", Severity.CAUSE,
             f"Init container {c.name} of {name} keeps failing (exit code {c.exit_code}, {c.last_reason}"
@@ -450,17 +458,34 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
             limit=limit, pod=name, container=c.name,
         )
         return
+    if c.last_reason == "Completed" and c.exit_code == 0 and c.restart_count and c.reason == "CrashLoopBackOff":
+        owner = info.controlled_by or "its controller"
+        result.facts["crashing_pods"] = [name]
+        result.add(
+            "exits_zero", Severity.CAUSE,
+            f"Container {c.name} of {name} does its work and exits successfully (exit code 0, Completed), but it runs "
+            f"under {owner} (a Deployment), whose pods must run forever (restartPolicy Always): the kubelet restarts "
+            f"it every time, {c.restart_count} times so far, and backs off, so it shows Completed, then CrashLoopBackOff. "
+            "Nothing is broken in the app; the workload kind is wrong: a run-once task belongs in a Job (or a "
+            "CronJob, or an init container / Helm hook for migrations), not a Deployment.",
+            pod=name, container=c.name,
+        )
+        return
     liveness = [e.message for e in info.events if "liveness probe failed" in e.message.lower()]
     if liveness and c.restart_count:
         result.facts["crashing_pods"] = [name]
+        probe_port = re.search(r"(?:https?://[^/\s:]*|tcp-socket [^\s:]*):(\d+)", c.liveness)
+        if probe_port:
+            result.facts["liveness_ports"] = [int(probe_port.group(1))]
         result.add(
             "liveness_killing", Severity.CAUSE,
             f"The kubelet keeps killing container {c.name} of {name} because its liveness probe fails "
             f"({liveness[-1]}); it has restarted {c.restart_count} times"
             + (f", last exit code {c.exit_code}" if c.exit_code is not None else "")
             + (f". The probe: {c.liveness.split(' delay=')[0]} ({c.liveness.split(' ', 2)[-1] if ' delay=' in c.liveness else ''})" if c.liveness else "")
-            + ". If the app is only slow to start, the probe kills it before it is ready: add a startupProbe or a "
-            "longer initialDelaySeconds.",
+            + ". Check the port and path the probe calls against what the app really serves (its log says where "
+            "it listens); if they match and the app is only slow to start, add a startupProbe or a longer "
+            "initialDelaySeconds.",
             pod=name, container=c.name,
         )
         return
@@ -498,7 +523,8 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
 @analyzer(
     "k8s.logs",
     facts=("dependency_hosts", "dependency_ports", "dependency_remote", "unresolved_names"),
-    codes=("dependency_unreachable", "dns_unresolved", "log_config_error", "log_error", "log_probe_path"),
+    codes=("dependency_unreachable", "dns_unresolved", "log_config_error", "log_error", "log_probe_path",
+           "probe_wrong_port"),
 )
 def logs(output: Output, facts: Facts) -> Analysis:
     """Container logs: unreachable dependencies (host:port) and the last fatal error."""
@@ -556,7 +582,31 @@ def logs(output: Output, facts: Facts) -> Analysis:
     ]
     if remote:
         result.facts["dependency_remote"] = remote
+    _probe_port(result, pod, lines, facts)
     errors = [line.strip() for line in lines if APP_ERRORS.search(line)]
     if errors:
         result.add("log_error", Severity.PROBLEM if not targets else Severity.INFO, f"Last error in {pod}'s log: {errors[-1][:300]}")
     return result
+
+
+LISTENING = re.compile(
+    r"(?:listen(?:ing)?|serving|started|bound|running)\b[^\n]{0,40}?(?:on|at|port)\s+(?:\S*?:)?(\d{2,5})\b", re.I)
+
+
+def _probe_port(result: Analysis, pod: str, lines: list[str], facts: Facts) -> None:
+    """The liveness probe calls one port while the app's own log says it listens on another."""
+    probed = {int(p) for p in facts.get("liveness_ports", [])}
+    if not probed:
+        return
+    heard = [(int(m.group(1)), line.strip()) for line in lines for m in [LISTENING.search(line)] if m]
+    ports = {port for port, _ in heard}
+    if heard and not probed & ports:
+        port, line = heard[-1]
+        result.add(
+            "probe_wrong_port", Severity.CAUSE,
+            f"The liveness probe checks port {', '.join(map(str, sorted(probed)))}, but {pod}'s log says the app "
+            f"listens on port {port} (\"{line[:200]}\"): the probe checks the wrong port, fails every time and the "
+            "kubelet kills a healthy container. It is not slow start-up. Point the probe (and the containerPort) at "
+            f"port {port}, or make the app listen where the probe looks.",
+            pod=pod, port=port,
+        )

@@ -10,6 +10,9 @@ from squads.brain.analyzers.common import failure, filesystem_note, no_disk_data
 from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
+from squads.brain.signatures import CODES as LOG_CODES
+from squads.brain.signatures import FACTS as LOG_FACTS
+from squads.brain.signatures import log_findings, match_log
 
 APP_SERVERS = {"gunicorn", "uwsgi", "uvicorn", "python", "python3", "node", "java", "puma", "unicorn", "php-fpm",
                "php-fpm8.2", "php-fpm8.1", "dotnet", "ruby", "hypercorn", "daphne", "waitress-serve", "deno", "bun"}
@@ -21,17 +24,23 @@ DIRECTIVE = re.compile(
 # [ \t] rather than \s at line starts: with re.M, \s* would run across blank lines from every one.
 UPSTREAM_BLOCK = re.compile(r"^[ \t]*upstream[ \t]+([\w.-]+)[ \t]*\{([^}]*)\}", re.M)
 UPSTREAM_SERVER = re.compile(r"^[ \t]*server[ \t]+([^;\s]+)", re.M)
+PHP_FACTS = ("php_fpm_logs", "php_fpm_unit", "php_fpm_units", "upstream_sockets")
+NO_SYSTEMD = re.compile(r"System has not been booted with systemd[^\n]*|Failed to connect to bus[^\n]*")
 TIMEOUTS = ("proxy_read_timeout", "proxy_connect_timeout", "fastcgi_read_timeout")  # facts of the same names
 
 
 @analyzer(
     "web.status",
-    facts=("missing_units", "server", "server_active", "server_failed"),
-    codes=("server_failed", "server_running"),
+    facts=("missing_units", "server", "server_active", "server_failed", "unavailable", *LOG_FACTS),
+    codes=("server_failed", "server_running", *LOG_CODES),
 )
 def status(output: Output, facts: Facts) -> Analysis:
     """``systemctl status``: is the server up, and what did its last start say."""
     unit = str(output.params.get("unit", "the server"))
+    if no_systemd := NO_SYSTEMD.search(output.text):
+        # Contract 3: systemd cannot answer here (a container without it as PID 1); the step's
+        # fallback (processes, listeners, the config test) answers the same question.
+        return Analysis(summary=f"systemctl cannot answer here: {no_systemd.group(0)}", facts={"unavailable": True})
     parsed = sp.parse_systemctl_status(output.stdout)
     if parsed is None:
         # "could not be found" (systemctl exit 4) or no such program/output at all (127).
@@ -49,11 +58,16 @@ def status(output: Output, facts: Facts) -> Analysis:
         text = f"{unit} is not running: systemd reports {parsed.active} ({parsed.sub}) since {parsed.since}."
         if errors:
             e = errors[0]
-            text += f" Its last start failed with: {e.message} in {e.file}:{e.line}."
+            where = f" in {e.file}:{e.line}" if e.file and e.line is not None else ""
+            text += f" Its last start failed with: {e.message}{where}."
             module = _module_for(e.message)
             if module:
                 text += f" That directive needs mod_{module.split()[0]} (`a2enmod {module}`)."
         result.add("server_failed", Severity.PROBLEM, text)
+        # The status's own log lines say why (a port in use, a missing certificate, the OOM killer).
+        log_facts, log_found = log_findings(match_log("\n".join(parsed.log), squad="webserver"), source="Its last start")
+        result.facts.update(log_facts)
+        result.findings.extend(f for f in log_found if f.code == "log_signature")
     elif parsed.active == "active":
         result.add("server_running", Severity.OK, f"{unit} is running (main PID {parsed.main_pid}).")
     return result
@@ -123,7 +137,7 @@ def config_test(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "web.config_dump",
-    facts=("certificates", "config_upstreams", "error_logs", *TIMEOUTS),
+    facts=("certificates", "config_upstreams", "error_logs", *PHP_FACTS, *TIMEOUTS),
 )
 def config_dump(output: Output, facts: Facts) -> Analysis:
     """``nginx -T``: where the server logs, what it proxies to, which certificates it serves."""
@@ -149,10 +163,20 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
     result.facts["error_logs"] = logs
     result.facts["certificates"] = certs
     result.facts["config_upstreams"] = [f"{u.host}:{u.port}" for u in upstreams if u.port]
+    _php_and_sockets(result, [u.host for u in upstreams if u.scheme == "unix"])
     for key in TIMEOUTS:
         if found.get(key):
             result.facts[key] = found[key][0]
     return result
+
+
+def _php_and_sockets(result: Analysis, sockets: list[str]) -> None:
+    """Unix-socket upstreams (for namei) and the PHP-FPM versions they name (for its status and log)."""
+    from .host import php_facts  # the sibling module imports this package; import it late
+
+    if sockets:
+        result.facts["upstream_sockets"] = sockets
+        php_facts(result, "\n".join(sockets))
 
 
 TLS_ERROR = re.compile(
@@ -203,10 +227,11 @@ def _upstream_errors(text: str) -> list[tuple[str, lp.Upstream | None]]:
 
 @analyzer(
     "web.error_log",
-    facts=("disk_full_suspected", "upstream_failure", "upstream_slow", "upstream_tls_error", "upstreams"),
+    facts=("disk_full_suspected", "upstream_failure", "upstream_slow", "upstream_tls_error", "upstreams", *PHP_FACTS,
+           *LOG_FACTS),
     codes=(
         "config_error", "log_errors", "log_forged_upstream", "log_no_space", "upstream_errors",
-        "upstream_socket_down", "upstream_tls",
+        "upstream_socket_down", "upstream_tls", *LOG_CODES,
     ),
 )
 def error_log(output: Output, facts: Facts) -> Analysis:
@@ -215,6 +240,8 @@ def error_log(output: Output, facts: Facts) -> Analysis:
         return failed
     lines = [ln for ln in output.text.splitlines() if ln.strip()]
     result = Analysis(summary=f"{len(lines)} lines")
+    # The catalogue's reading comes first: the specific findings below, added later, lead among equals.
+    result.facts, result.findings = log_findings(match_log(output.text, squad="webserver"), source="The error log")
     proxy = _upstream_errors(output.text)
     configured = set(facts.get("config_upstreams", []))
     if configured:
@@ -229,6 +256,7 @@ def error_log(output: Output, facts: Facts) -> Analysis:
                 "such text into the request part of a log line, so I ignored them.",
             )
     sockets_down = _socket_upstreams(proxy)
+    _php_and_sockets(result, list(sockets_down))
     for path, reason in sockets_down.items():
         service = path.rsplit("/", 1)[-1].removesuffix(".sock")
         result.add(
@@ -280,21 +308,20 @@ def error_log(output: Output, facts: Facts) -> Analysis:
     if space:
         result.facts["disk_full_suspected"] = True
         result.add("log_no_space", Severity.PROBLEM, f"The error log reports \"No space left on device\" ({len(space)} times).")
-    config = lp.parse_config_errors(output.text)
+    # A failure without a file and line (a bind() error, a missing certificate) is no syntax error:
+    # the catalogue above names it.
+    config = [e for e in lp.parse_config_errors(output.text) if e.file and e.line is not None]
     if config and not proxy:
         e = config[-1]
-        result.add("config_error", Severity.PROBLEM, f"The log shows a configuration error: {e.message} in {e.file}:{e.line}.")
-    if not proxy and not space and not config:
-        errs = [ln for ln in lines if re.search(r"\[(error|crit|alert|emerg)\]|:error\]|:crit\]", ln)]
-        if errs:
-            result.add("log_errors", Severity.INFO, f"Last error: {errs[-1][:300]}")
+        result.add("config_error", Severity.PROBLEM, f"The log shows a configuration error: {e.message} in {e.file}:{e.line}.",
+                   file=e.file, line=e.line)
     return result
 
 
 @analyzer(
     "web.sockets",
     facts=("dead_upstreams",),
-    codes=("upstream_down", "upstream_listening", "upstream_port_mismatch", "upstream_slow"),
+    codes=("listen_loopback_only", "upstream_down", "upstream_listening", "upstream_port_mismatch", "upstream_slow"),
 )
 def sockets(output: Output, facts: Facts) -> Analysis:
     """``ss -ltnp``: is anything listening where the server proxies to."""
@@ -303,6 +330,7 @@ def sockets(output: Output, facts: Facts) -> Analysis:
     socks = sp.parse_ss(output.stdout)
     ports = sorted({s.port for s in socks if s.port is not None})
     result = Analysis(summary="listening on " + ", ".join(str(p) for p in ports))
+    _loopback_only(result, socks)
     checked: set[str] = set()
     for target in [*facts.get("upstreams", []), *facts.get("config_upstreams", [])]:
         host, _, port = str(target).rpartition(":")
@@ -350,6 +378,26 @@ def sockets(output: Output, facts: Facts) -> Analysis:
     return result
 
 
+WEB_PORTS = (80, 443, 8443)
+LOOPBACK = ("127.", "[::1]", "::1", "localhost")
+
+
+def _loopback_only(result: Analysis, socks: list[sp.Socket]) -> None:
+    """A web server bound to 127.0.0.1/::1 only: it works from the box (curl localhost) and refuses everyone else."""
+    for port in WEB_PORTS:
+        bound = [s for s in socks if s.port == port and any(p.name in ("nginx", "apache2", "httpd") for p in s.processes)]
+        if bound and all(s.local_address.startswith(LOOPBACK) for s in bound):
+            name = bound[0].processes[0].name
+            result.add(
+                "listen_loopback_only", Severity.CAUSE,
+                f"{name} listens on port {port} only on {', '.join(sorted({s.local_address for s in bound}))} "
+                "(localhost, the loopback interface): requests from the box itself work, every other client gets "
+                f"connection refused. Make it listen on all addresses (nginx: `listen {port};` instead of "
+                f"`listen 127.0.0.1:{port};`; Apache: `Listen {port}`), test the configuration and reload.",
+                port=port, server=name,
+            )
+
+
 @analyzer(
     "web.disk",
     facts=("full_mounts",),
@@ -395,14 +443,16 @@ def dir_size(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "web.journal",
-    codes=("config_error",),
+    facts=LOG_FACTS,
+    codes=("config_error", *LOG_CODES),
 )
 def journal(output: Output, facts: Facts) -> Analysis:
     """The server's journal: start failures and config errors."""
     if failed := failure(output):
         return failed
-    errors = lp.parse_config_errors(output.text)
+    errors = [e for e in lp.parse_config_errors(output.text) if e.file and e.line is not None]
     result = Analysis(summary=f"{len(output.text.splitlines())} journal lines")
+    result.facts, result.findings = log_findings(match_log(output.text, squad="webserver"), source="The journal")
     if errors:
         e = errors[-1]
         result.add("config_error", Severity.CAUSE, f"The journal shows the start failing: {e.message} in {e.file}:{e.line}.", file=e.file, line=e.line)
