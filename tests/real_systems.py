@@ -296,9 +296,11 @@ class PgCluster:
         if (self.data / "postmaster.pid").exists():
             run(self._as_owner([str(self.bin / "pg_ctl"), "-D", str(self.data), "stop", "-m", "immediate"]), check=False)
 
-    def connect(self, *, application_name: str, autocommit: bool = False) -> psycopg.Connection[Any]:
+    def connect(
+        self, *, application_name: str, autocommit: bool = False, dbname: str = "postgres", user: str = "postgres"
+    ) -> psycopg.Connection[Any]:
         return psycopg.connect(
-            host=str(self.sockdir), port=self.port, user="postgres", dbname="postgres",
+            host=str(self.sockdir), port=self.port, user=user, dbname=dbname,
             application_name=application_name, autocommit=autocommit, connect_timeout=10,
         )
 
