@@ -102,7 +102,7 @@ def oom_kills(text: str) -> list[tuple[str, str, str]]:
     return [(m.group(1), m.group(2), line.strip()) for line in text.splitlines() if (m := OOM_KILLED.search(line))]
 
 
-FPM_LINE = re.compile(r"^\[(?P<time>[^\]]+)\]\s+(?P<level>[A-Z]+):\s+(?P<message>.*)$")
+FPM_LINE = re.compile(r"\[(?P<time>\d{1,2}-\w{3}-\d{4} [\d:.]+)\]\s+(?P<level>[A-Z]+):\s+(?P<message>.*)$")
 FPM_CONFIG = re.compile(r"\[(?P<file>/[^\]:]+):(?P<line>\d+)\]\s+(?P<error>.+)")
 FPM_MAX_CHILDREN = re.compile(r"\[pool (?P<pool>[^\]]+)\] server reached (?:pm\.)?max_children setting \((?P<max>\d+)\)")
 FPM_SIGNAL = re.compile(r"\[pool (?P<pool>[^\]]+)\] child \d+ exited on signal (?P<signal>\d+) \((?P<name>SIG\w+)\)")
@@ -122,8 +122,7 @@ def parse_fpm_log(text: str) -> list[FpmLine]:
     """PHP-FPM's own log lines: ``[07-Dec-2026 11:32:40] ERROR: ...``, also inside journal lines."""
     out: list[FpmLine] = []
     for line in text.splitlines():
-        start = line.find("[")
-        found = FPM_LINE.match(line[start:].strip()) if start >= 0 else None
+        found = FPM_LINE.search(line.strip())
         if found and found.group("level") in ("ALERT", "ERROR", "WARNING", "NOTICE", "DEBUG"):
             out.append(FpmLine(found.group("time"), found.group("level"), found.group("message"), line.strip()))
     return out

@@ -209,7 +209,9 @@ def namei(output: Output, facts: Facts) -> Analysis:
     user = str(facts.get("web_user") or "")
     last = entries[-1]
     result = Analysis(summary=f"{target or last.name}: {last.mode} {last.owner}:{last.group}")
-    if not user or user in ("root", last.owner):
+    if not user:
+        return result
+    if user == "root":
         return result
     blocked = [e for e in entries[:-1] if e.mode[9] not in "xt" and user not in (e.owner, e.group)]
     other = last.mode[7:9]
