@@ -158,3 +158,23 @@ def test_routine_lines_are_not_flagged(squad: str) -> None:
         for entry in entries:
             if re.search(entry["pattern"], line):
                 assert entry["severity"] not in SERIOUS, f"{entry['id']} flags the routine line {line!r}"
+
+
+@pytest.mark.parametrize("squad", SQUADS)
+def test_the_engine_loads_the_squad_catalogue_and_each_example_finds_its_entry(squad: str) -> None:
+    """Through squads.brain.signatures, as the bundle loads it: the shared entries (systemd, kernel,
+    errno) come first and an id ending in '-other' is a catch-all, so neither may take our examples."""
+    from squads.brain.signatures import load_catalogue
+
+    tools = [tool["name"] for tool in yaml.safe_load((BUNDLES / squad / "tools.yaml").read_text())["tools"]]
+    loaded = load_catalogue(BUNDLES / squad, tools=tools)
+    ours = {entry["id"] for entry in catalogue(squad)}
+    assert ours <= {signature.id for signature in loaded.signatures}
+    for entry in catalogue(squad):
+        assert not entry["id"].endswith("-other"), f"{entry['id']} would be a catch-all"
+        for example in entry["examples"]:
+            hit = loaded.match(example)
+            assert hit is not None and hit[0].id == entry["id"], f"{example!r} -> {hit and hit[0].id}"
+            for text in (entry["meaning"], entry["fix"]):
+                rendered = hit[0].render(text, hit[1].groupdict())
+                assert not PLACEHOLDER.search(rendered), rendered
