@@ -36,6 +36,7 @@ ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")  # {name}; {{ and }} are literal braces
 MISSING = "(not named in the log)"  # an optional group that did not match
 MAX_LINES = 5000  # lines read from the end of an output; older ones cannot be the decisive line
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: the catalogue is large
 MAX_VALUE = 200  # a value quoted from a log line into a reply
 
 
@@ -57,7 +58,7 @@ class Signature:
     fix: str
     examples: tuple[str, ...]
     source: Path
-    anchor: str = ""  # a literal every matching line contains: a cheap test before the regex
+    anchors: tuple[str, ...] = ()  # a matching line contains one of these: a cheap test before the regex
 
     @property
     def catch_all(self) -> bool:
@@ -81,18 +82,33 @@ class Signature:
         return PLACEHOLDER.sub(value, text)
 
 
-def _anchor(pattern: re.Pattern[str]) -> str:
-    """The longest literal run of the pattern's top level (every match contains it), or ""."""
-    if pattern.flags & re.IGNORECASE:
-        return ""
+def _runs(items: Any) -> str:
+    """The longest run of literal characters in a parsed sequence."""
     best, run = "", ""
-    for op, av in sre_parse.parse(pattern.pattern):
+    for op, av in items:
         if op is sre_parse.LITERAL:
             run += chr(av)
             continue
         best, run = max(best, run, key=len), ""
-    best = max(best, run, key=len)
-    return best if len(best) >= 3 else ""
+    return max(best, run, key=len)
+
+
+def _anchors(pattern: re.Pattern[str]) -> tuple[str, ...]:
+    """Literals a matching line must contain one of: the longest literal run of the top level, or,
+    for a pattern that is one alternation, one run per branch. Empty when there is none to rely on."""
+    if pattern.flags & re.IGNORECASE:
+        return ()
+    parsed = list(sre_parse.parse(pattern.pattern))
+    top = _runs(parsed)
+    if len(top) >= 3:
+        return (top,)
+    if len(parsed) >= 1 and parsed[0][0] is sre_parse.SUBPATTERN:
+        body = list(parsed[0][1][-1])
+        if len(body) == 1 and body[0][0] is sre_parse.BRANCH:
+            runs = tuple(_runs(branch) for branch in body[0][1][1])
+            if all(len(r) >= 3 for r in runs):
+                return runs
+    return ()
 
 
 def _entry(path: Path, index: int, raw: Any, tools: frozenset[str] | None) -> Signature:
@@ -147,14 +163,14 @@ def _entry(path: Path, index: int, raw: Any, tools: frozenset[str] | None) -> Si
     return Signature(
         id=raw["id"], program=raw["program"], pattern=pattern, severity=raw["severity"], meaning=raw["meaning"].strip(),
         causes=lists["causes"], next_checks=checks, fix=raw["fix"].strip(), examples=lists["examples"], source=path,
-        anchor=_anchor(pattern),
+        anchors=_anchors(pattern),
     )
 
 
 def read_file(path: Path, tools: frozenset[str] | None) -> list[Signature]:
     """The validated entries of one catalogue file."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_LOADER) or {}  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         raise SignatureError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict) or set(data) != {"signatures"} or not isinstance(data["signatures"], list):
@@ -173,7 +189,7 @@ class Catalogue:
         when no other entry does, so a specific entry wins whatever file it is in."""
         fallback: tuple[Signature, re.Match[str]] | None = None
         for signature in self.signatures:
-            if signature.anchor and signature.anchor not in line:
+            if signature.anchors and not any(a in line for a in signature.anchors):
                 continue
             if fallback and signature.catch_all:
                 continue
@@ -378,24 +394,26 @@ def log_findings(report: LogReport, *, source: str = "The log") -> tuple[dict[st
         facts["log_signatures"] = [m.signature.id for m in report.matches]
         if checks := report.next_checks():
             facts["next_checks"] = checks
-    for position, m in enumerate(report.matches[: SHOWN + 1]):
+    # Routine lines (notice) are recognised but not reported. The text depends on the match alone, not
+    # on which output it came from, so the same line read twice (status, then journal) is one finding.
+    shown = [m for m in report.matches if m.signature.rank <= LEVELS["warning"]][: SHOWN + 1]
+    for m in shown:
         s = m.signature
         data = {"signature": s.id, "line": m.line, "count": m.count, "fix": m.fix, "program": s.program}
-        if position == 0:
+        if s.rank <= LEVELS["error"] or m is report.decisive:
             causes = f" Likely causes: {'; '.join(s.causes)}." if s.causes else ""
-            text = (f"{source} says ({_times(m.count)}{s.severity}): \"{m.line}\". {m.meaning}{causes} "
-                    f"Fix: {m.fix}")
+            text = f"{_times(m.count)}\"{m.line}\" ({s.severity}): {m.meaning}{causes} Fix: {m.fix}"
         else:
-            text = f"{source} also has {_times(m.count)}\"{m.line}\": {m.meaning}"
+            text = f"{_times(m.count)}\"{m.line}\" ({s.severity}): {m.meaning}"
         findings.append(Finding("log_signature", _severity(s), text, data))
     if report.unrecognised:
-        shown = "; ".join(f"{_times(u.count)}\"{u.line[:300]}\"" for u in report.unrecognised[:3])
+        quoted = "; ".join(f"{_times(u.count)}\"{u.line[:300]}\"" for u in report.unrecognised[:3])
         more = len(report.unrecognised) - 3
         tail = f" and {more} other kind{'s' if more > 1 else ''}" if more > 0 else ""
         known_error = any(m.signature.rank <= LEVELS["error"] for m in report.matches)
         findings.append(Finding(
             "log_unrecognised", Severity.INFO if known_error else Severity.PROBLEM,
-            f"{source} has error lines I do not recognise (unrecognised error): {shown}{tail}. Read them in full.",
+            f"{source} has error lines I do not recognise (unrecognised error): {quoted}{tail}. Read them in full.",
             {"count": sum(u.count for u in report.unrecognised)},
         ))
     return facts, findings
