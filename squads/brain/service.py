@@ -63,7 +63,7 @@ QUESTION_WORDS = frozenset("what why how which who where when is are does do did
 
 
 IMPERATIVE_LEAD = frozenset(
-    """please pls kindly can could would will you go ahead and now ok okay k then just so lets let's hey i we
+    """please pls plz kindly can could would will you u go ahead and now ok okay k then just so lets let's hey i we
     want need to should must cool yes yeah alright fine right sure meanwhile also first anyway ugh argh hmm
     well""".split()
 )
