@@ -11,8 +11,8 @@ longer, more specific phrase outweighs a single word.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from fnmatch import fnmatchcase
+from collections.abc import Callable, Iterable, Sequence
+from fnmatch import translate
 from functools import lru_cache
 from typing import Protocol, TypeVar
 
@@ -32,13 +32,29 @@ def _groups(trigger: str) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(alt for alt in group.split("|") if alt) for group in trigger.lower().split())
 
 
-def _matches_word(alternatives: Sequence[str], word: str) -> bool:
-    return any(fnmatchcase(word, alt) if any(c in alt for c in "*?[") else word == alt for alt in alternatives)
+Matcher = tuple[frozenset[str], Callable[[str], object] | None]
+
+
+@lru_cache(maxsize=4096)
+def _matchers(trigger: str) -> tuple[Matcher, ...]:
+    """Each group as (its exact words, one compiled regex for its globs): matching runs for every
+    trigger of every runbook on every word of a message, so fnmatch per word was the brain's hot spot."""
+    out: list[Matcher] = []
+    for group in _groups(trigger):
+        globs = [alt for alt in group if any(c in alt for c in "*?[")]
+        exact = frozenset(alt for alt in group if alt not in globs)
+        out.append((exact, re.compile("|".join(translate(g) for g in globs)).match if globs else None))
+    return tuple(out)
+
+
+def _matches_word(group: Matcher, word: str) -> bool:
+    exact, glob = group
+    return word in exact or (glob is not None and glob(word) is not None)
 
 
 def trigger_matches(trigger: str, text_words: Sequence[str]) -> bool:
     """Whether the trigger's groups appear in order, each within MAX_GAP words of the previous."""
-    groups = _groups(trigger)
+    groups = _matchers(trigger)
     if not groups:
         return False
     for start, word in enumerate(text_words):

@@ -168,14 +168,25 @@ def _entry(path: Path, index: int, raw: Any, tools: frozenset[str] | None) -> Si
 
 
 def read_file(path: Path, tools: frozenset[str] | None) -> list[Signature]:
-    """The validated entries of one catalogue file."""
+    """The validated entries of one catalogue file (parsed, compiled and checked once per process
+    for each version of the file: every bundle load and every squad sharing a file reuses them)."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise SignatureError(f"{path}: cannot read it: {exc}") from None
+    return list(_read_file(path, stamp, tools))
+
+
+@lru_cache(maxsize=256)
+def _read_file(path: Path, stamp: int, tools: frozenset[str] | None) -> tuple[Signature, ...]:
+    del stamp  # part of the cache key only: an edited file is read again
     try:
         data = yaml.load(path.read_text(), Loader=_LOADER) or {}  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         raise SignatureError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict) or set(data) != {"signatures"} or not isinstance(data["signatures"], list):
         raise SignatureError(f"{path}: expected one top-level key 'signatures' holding a list of entries")
-    return [_entry(path, index, raw, tools) for index, raw in enumerate(data["signatures"], start=1)]
+    return tuple(_entry(path, index, raw, tools) for index, raw in enumerate(data["signatures"], start=1))
 
 
 @dataclass(frozen=True)
