@@ -262,9 +262,6 @@ def test_security_reports_a_stray_listener(stray_listener: tuple[int, int], tmp_
 # Not made real here, and why: a new UID-0 account. The security squad reads `getent passwd`, which
 # reads this machine's real /etc/passwd, and an earlier test that wrote to it broke the machine; the
 # class is covered by recorded outputs (tests/scenarios, tests/blind) instead.
-@pytest.mark.xfail(strict=True, reason="issue 12 §5, open: with systemctl unavailable the webserver health runbook "
-                   "falls back to ss, but no analyzer yet says that nothing listens on the port the user named or nginx "
-                   "-T configures (webserver runbook/analyzers); remove this mark when it does")
 def test_stopped_nginx_with_connection_refused_is_not_blamed_on_an_upstream(tmp_path: Path) -> None:
     """nginx is configured but not running, and systemctl cannot answer here (no systemd as PID 1):
     the squad must find that nothing listens on the port, not report a dead upstream."""
@@ -280,8 +277,8 @@ def test_stopped_nginx_with_connection_refused_is_not_blamed_on_an_upstream(tmp_
     text = reply.text.lower()
     assert reply.called("ss") or reply.called("ps"), f"no listener or process check ran\n{reply.describe()}"
     assert "upstream" not in text.split("\n", 1)[0], f"the headline blames an upstream\n{reply.describe()}"
-    assert "not running" in text or "nothing is listening" in text or "not listening" in text, (
-        f"the reply does not say nginx is not running / nothing listens\n{reply.describe()}"
+    assert f"nothing is listening on :{port}" in text and "nginx is not running" in text, (
+        f"the reply does not say nothing listens on :{port} and nginx is not running\n{reply.describe()}"
     )
 
 

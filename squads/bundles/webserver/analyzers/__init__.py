@@ -14,6 +14,8 @@ from squads.brain.signatures import CODES as LOG_CODES
 from squads.brain.signatures import FACTS as LOG_FACTS
 from squads.brain.signatures import log_findings, match_log
 
+from .. import listeners as refused
+
 APP_SERVERS = {"gunicorn", "uwsgi", "uvicorn", "python", "python3", "node", "java", "puma", "unicorn", "php-fpm",
                "php-fpm8.2", "php-fpm8.1", "dotnet", "ruby", "hypercorn", "daphne", "waitress-serve", "deno", "bun"}
 DIRECTIVE = re.compile(
@@ -321,16 +323,18 @@ def error_log(output: Output, facts: Facts) -> Analysis:
 @analyzer(
     "web.sockets",
     facts=("dead_upstreams",),
-    codes=("listen_loopback_only", "upstream_down", "upstream_listening", "upstream_port_mismatch", "upstream_slow"),
+    codes=("listen_loopback_only", "port_not_listening", "server_not_listening", "upstream_down", "upstream_listening",
+           "upstream_port_mismatch", "upstream_slow"),
 )
 def sockets(output: Output, facts: Facts) -> Analysis:
-    """``ss -ltnp``: is anything listening where the server proxies to."""
+    """``ss -ltnp``: is anything listening where the server proxies to, and on the server's own ports."""
     if failed := failure(output):
         return failed
     socks = sp.parse_ss(output.stdout)
     ports = sorted({s.port for s in socks if s.port is not None})
     result = Analysis(summary="listening on " + ", ".join(str(p) for p in ports))
     _loopback_only(result, socks)
+    stopped = refused.stopped_by(facts)
     checked: set[str] = set()
     for target in [*facts.get("upstreams", []), *facts.get("config_upstreams", [])]:
         host, _, port = str(target).rpartition(":")
@@ -369,12 +373,16 @@ def sockets(output: Output, facts: Facts) -> Analysis:
                     upstream=target, port=port,
                 )
                 continue
+            # With the web server itself stopped, clients get "connection refused", not 502: the dead
+            # backend matters once the server runs again, it is not the cause of what they see now.
             result.add(
-                "upstream_down", Severity.CAUSE,
+                "upstream_down", Severity.PROBLEM if stopped else Severity.CAUSE,
                 f"Nothing is listening on {target}: the upstream the server proxies to is down, so connections are "
-                f"refused and clients get 502 Bad Gateway. Start (or fix) the application that should listen on port {port}.",
+                f"refused and clients get 502 Bad Gateway. Start (or fix) the application that should listen on port {port}."
+                + (" That matters once the web server runs again: it is stopped itself." if stopped else ""),
                 upstream=target, port=port,
             )
+    refused.not_listening(result, socks, facts)  # last: among equal causes the later finding leads
     return result
 
 

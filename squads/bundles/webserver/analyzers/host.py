@@ -47,7 +47,8 @@ def no_data(output: Output, check: str) -> Analysis | None:
     return result
 
 
-@analyzer("web.processes", facts=("php_fpm_logs", "php_fpm_unit", "php_fpm_units", "server_processes", "web_user"),
+@analyzer("web.processes", facts=("php_fpm_logs", "php_fpm_unit", "php_fpm_units", "server_processes", "server_stopped",
+                                  "web_user"),
           codes=("no_data", "server_not_running", "server_processes"))
 def processes(output: Output, facts: Facts) -> Analysis:
     """``ps -eo pid,ppid,user,etime,args``: which web server and PHP-FPM processes run, and as whom."""
@@ -70,6 +71,7 @@ def processes(output: Output, facts: Facts) -> Analysis:
                    f"{', '.join(names)} runs: {len(masters)} master and {len(workers)} worker process(es)"
                    + (f", the workers as user {result.facts['web_user']}" if workers else "") + ".")
     else:
+        result.facts["server_stopped"] = True  # read by web.sockets: nothing listening + no process = stopped
         result.add("server_not_running", Severity.PROBLEM,
                    "No nginx, apache2 or httpd process runs on this node: the web server is stopped, so connections "
                    "to its ports are refused.")
