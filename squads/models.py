@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from squads.brain.extract import compile_slots
-from squads.brain.models import Action, Playbook, Registered, Runbook, SlotSpec
+from squads.brain.models import Action, Playbook, Registered, Runbook, SlotSpec, ToolInfo
 from permissions.models import GrantSpec
-from tools.models import ToolSpec
+from tools.models import Effect, ToolSpec
 
 
 class AgentSpec(BaseModel):
@@ -73,6 +73,8 @@ class SquadSpec(BaseModel):
             programs=frozenset(t.argv[0] for t in self.tools if isinstance(t.argv[0], str)),
             analyzers={t.name: t.analyze for t in self.tools},
             registry=dict(self._analyzers), slots=compile_slots(self.slots),
+            tools={t.name: ToolInfo(description=t.description, params={n: p.type for n, p in t.params.items()},
+                                    changes=t.effect != Effect.ALLOW) for t in self.tools},
         )
 
     def with_analyzers(self, analyzers: dict[str, Registered]) -> SquadSpec:

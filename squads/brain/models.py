@@ -218,6 +218,16 @@ class RunbookBundle(BaseModel):
 
 
 @dataclass(frozen=True)
+class ToolInfo:
+    """What the brain knows of a tool beyond its analyzer: the words that say what it checks (a
+    follow-up question is matched against them) and its parameters' validators."""
+
+    description: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)  # parameter -> validator spec (path:/var/log,...)
+    changes: bool = False  # needs approval: never run to answer a question
+
+
+@dataclass(frozen=True)
 class Playbook:
     """The brain's whole view of a squad: what it can plan and how each tool's output is read.
 
@@ -234,3 +244,4 @@ class Playbook:
     # The squad's own analyzers by name (the shared ones are always there) and its slot vocabulary.
     registry: Mapping[str, Registered] = field(default_factory=dict)
     slots: Mapping[str, Slot] = field(default_factory=dict)
+    tools: Mapping[str, ToolInfo] = field(default_factory=dict)

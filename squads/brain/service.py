@@ -8,7 +8,6 @@ results.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +15,14 @@ from squads.brain.actions import Call, CallResult, Say, Turn
 from squads.brain.analyzers import Output, analyze, shared
 from squads.brain.explicit import explicit_command
 from squads.brain.extract import Extraction, extract
-from squads.brain.intents import best_match, is_affirmative, is_negative, trigger_matches, words
+from squads.brain.intents import best_match, is_affirmative, is_negative, words
 from squads.brain.models import Action, Analysis, Facts, Playbook, Runbook, Step
 from squads.brain.steps import PLACEHOLDER, complete_text, fill, forget_evidence, merge_facts
-from squads.brain.diagnosis import Runner, seed
+from squads.brain.diagnosis import Runner, plan_next_checks, seed
+from squads.brain.followups import answer, answering_steps, answering_tools, argvs_of, is_recheck
+from squads.brain.followups import recheck as recheck_reply
 from squads.brain.verdict import compose, from_evidence, pick_offer, track
-from squads.brain.wording import clauses, sentences, is_check_request, is_small_talk, normalised, unsupported_change
+from squads.brain.wording import clauses, sentences, imperative, is_check_request, is_small_talk, normalised, unsupported_change
 from prompts.service import render
 from squads.textsafety.redact import redact
 
@@ -62,37 +63,6 @@ FOLLOW_UP = frozenset({"too", "also", "again", "same", "likewise", "either"})
 QUESTION_WORDS = frozenset("what why how which who where when is are does do did can could has have was were should".split())
 
 
-IMPERATIVE_LEAD = frozenset(
-    """please pls plz kindly can could would will you u go ahead and now ok okay k then just so lets let's hey i we
-    want need to should must cool yes yeah alright fine right sure meanwhile also first anyway ugh argh hmm
-    well""".split()
-)
-NEGATIONS = ("don't", "dont", "do not", "never", "no need", "without", "not yet", "shouldn't", "should not")
-
-
-def imperative(action: Action, text: str) -> bool:
-    """Whether the message asks for ``action`` in so many words: one of its triggers starts a
-    clause, or follows a word like "please", "now", "ok", "can you", and that clause is not negated.
-
-    "Since the restart this morning nginx returns 502" mentions a restart but asks for none;
-    "don't stop it" asks for the opposite; "ci pushed the tag, now delete that pod" asks."""
-    for clause in re.split(r"[.;:!?\n]|,|\bthen\b|\band\b", text.lower()):
-        if any(n in clause for n in NEGATIONS):
-            continue
-        said = words(clause)
-        for i, word in enumerate(said):
-            at_start = all(w in IMPERATIVE_LEAD for w in said[:i])
-            if not (at_start or said[i - 1] in IMPERATIVE_LEAD):
-                continue
-            if any(_first_group_hits(t, word) and trigger_matches(t, said[i:]) for t in action.triggers):
-                return True
-    return False
-
-
-def _first_group_hits(trigger: str, word: str) -> bool:
-    return trigger_matches(trigger.split()[0], [word])
-
-
 class RunbookBrain:
     """The offline planner for one squad."""
 
@@ -101,6 +71,7 @@ class RunbookBrain:
         self.programs = set(playbook.programs)
         self.registry = {**shared(), **playbook.registry}
         self.slots = playbook.slots
+        self.next_plans = plan_next_checks(playbook)  # how a log signature's next checks run here
 
     # -- entry point -----------------------------------------------------------------
     def turn(self, text: str, state: State) -> Turn:
@@ -154,7 +125,12 @@ class RunbookBrain:
                              diagnosing=runbook is not None))
             if runbook is None:
                 return
-        if runbook is not None and runbook.name == state.last_runbook and self._follow_up(text) and not node_changed:
+        previous = self._runbook(state.last_runbook) if state.last_runbook and not node_changed else None
+        if previous is not None and is_recheck(text) and (runbook is None or runbook.name == previous.name):
+            # "ran userdel, it's gone now. we good?": the same checks again on fresh output, so evidence
+            # can clear what they found; never the old outputs re-read.
+            yield from self._start(previous, found, state, recheck=True)
+        elif runbook is not None and runbook.name == state.last_runbook and self._follow_up(text) and not node_changed:
             # A question about the diagnosis just made ("what labels do those pods carry?") is answered
             # from it: same evidence, re-read, not a fresh start from the question's few words.
             yield from self._start(runbook, found, state, reuse=True, question=text)
@@ -281,7 +257,7 @@ class RunbookBrain:
         state.facts["raw_message"] = clean  # case kept: paths, names
 
     def _start(self, target: Runbook | Action, found: Extraction, state: State, *, reuse: bool = False,
-               check: bool = False, question: str = "") -> Turn:
+               check: bool = False, question: str = "", recheck: bool = False) -> Turn:
         relevant = set(target.needs) | set(_slots_of(target))
         errors = [msg for slot, msg in found.errors.items() if slot in relevant]
         if errors:
@@ -302,8 +278,8 @@ class RunbookBrain:
             state.last_runbook = target.name
             if not reuse:
                 state.results = {}
-            yield from self._diagnose(target, self._steps_of(target), state, with_offers=True, check=check,
-                                      question=question if reuse else "")
+            yield from self._diagnose(target, self._steps_of(target), state, with_offers=True, check=check or recheck,
+                                      question=question if reuse else "", recheck=recheck)
         else:
             yield from self._act(target, state)
 
@@ -358,13 +334,17 @@ class RunbookBrain:
         yield from self._diagnose(runbook, runbook.offers[offer["index"]].steps, state, with_offers=False)
 
     def _diagnose(self, runbook: Runbook, steps: list[Step], state: State, *, with_offers: bool,
-                  check: bool = False, question: str = "") -> Turn:
+                  check: bool = False, question: str = "", recheck: bool = False) -> Turn:
         if with_offers:
             forget_evidence(state.facts, self.slots)  # a new diagnosis starts from what the user said, not from old evidence
         seed(runbook, state.facts)
         runner = Runner(registry=self.registry, analyzers=self.squad.analyzers, runbook=runbook,
-                        facts=state.facts, results=state.results)
+                        facts=state.facts, results=state.results, next_plans=self.next_plans)
         outcome = yield from runner.run(steps)
+        # A question the diagnosis's own steps may not answer runs (or re-reads) the checks whose words match it.
+        asked = answering_tools(question, self.squad) if question else []
+        if asked:
+            outcome = yield from runner.run(answering_steps(asked, self.squad, state.facts))
         if not outcome.checked and runbook.ask_if_nothing:
             state.pending = {"kind": "runbook", "name": runbook.name, "missing": list(runbook.ask_if_nothing)}
             yield Say(render("replies/ask", title=runbook.title, questions=list(runbook.ask_if_nothing.values())))
@@ -373,9 +353,14 @@ class RunbookBrain:
         offer = pick_offer(runbook, state.facts) if with_offers else None
         if offer is not None:
             state.offer = {"runbook": runbook.name, "index": offer[0]}
+        before = [dict(item) for item in state.flagged]
         standing = track(state.flagged, outcome)
         reply = compose(runbook, outcome, state.facts, standing=standing, offer=offer[1] if offer else "",
                         check=check or runbook.name == TRIAGE)
+        if recheck:
+            reply = recheck_reply(before, outcome, reply)
+        elif asked:
+            reply = answer(question, outcome, argvs_of(asked, runner.done, state.results, outcome), reply)
         if question and reply == state.last_reply:
             reply = from_evidence(question, reply)  # a follow-up never gets the same words twice
         state.last_reply = reply

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-from squads.brain.intents import words
+from squads.brain.intents import trigger_matches, words
+from squads.brain.models import Action
 
 # Small talk: a message made only of these words is not about operations.
 SMALL_TALK = frozenset(
@@ -127,3 +128,34 @@ def unsupported_change(text: str) -> tuple[str, str] | None:
             if word not in LEADS:
                 break
     return None
+
+
+IMPERATIVE_LEAD = frozenset(
+    """please pls plz kindly can could would will you u go ahead and now ok okay k then just so lets let's hey i we
+    want need to should must cool yes yeah alright fine right sure meanwhile also first anyway ugh argh hmm
+    well""".split()
+)
+NEGATIONS = ("don't", "dont", "do not", "never", "no need", "without", "not yet", "shouldn't", "should not")
+
+
+def imperative(action: Action, text: str) -> bool:
+    """Whether the message asks for ``action`` in so many words: one of its triggers starts a
+    clause, or follows a word like "please", "now", "ok", "can you", and that clause is not negated.
+
+    "Since the restart this morning nginx returns 502" mentions a restart but asks for none;
+    "don't stop it" asks for the opposite; "ci pushed the tag, now delete that pod" asks."""
+    for clause in re.split(r"[.;:!?\n]|,|\bthen\b|\band\b", text.lower()):
+        if any(n in clause for n in NEGATIONS):
+            continue
+        said = words(clause)
+        for i, word in enumerate(said):
+            at_start = all(w in IMPERATIVE_LEAD for w in said[:i])
+            if not (at_start or said[i - 1] in IMPERATIVE_LEAD):
+                continue
+            if any(_first_group_hits(t, word) and trigger_matches(t, said[i:]) for t in action.triggers):
+                return True
+    return False
+
+
+def _first_group_hits(trigger: str, word: str) -> bool:
+    return trigger_matches(trigger.split()[0], [word])
