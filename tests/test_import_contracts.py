@@ -106,3 +106,16 @@ def test_redaction_and_display_are_one_leaf_package() -> None:
     assert {"squads.textsafety.redact", "squads.textsafety.display"} <= leaf
     assert {m: sorted(graph.imports[m] & graph.modules) for m in leaf} == {m: [] for m in leaf}
     assert "squads.audit.service" not in graph.modules  # the old catch-all is gone, not a facade
+
+
+def test_the_wheel_installs_exactly_the_six_top_level_packages() -> None:
+    """What setuptools packages (pyproject's find rules over the tree) has the brief's six names at the top."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    from tests.import_contracts import ROOT, TOP_LEVEL
+
+    rules = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(where=str(ROOT), include=rules["include"], exclude=rules.get("exclude", ()))
+    assert {name.split(".")[0] for name in packages} == set(TOP_LEVEL)
