@@ -15,7 +15,7 @@ from typing import Any
 from squads.brain.actions import Call, CallResult
 from squads.brain.analyzers import Output, analyze
 from squads.brain.extract import all_paths
-from squads.brain.models import Analysis, Facts, Finding, Registered, Runbook, Severity, Step
+from squads.brain.models import Analysis, Facts, Finding, Playbook, Registered, Runbook, Severity, Step
 from squads.brain.parsers.logs import find_host_ports
 from squads.brain.steps import fill, merge_facts, next_step
 from squads.brain.verdict import NO_DATA, Checked, Outcome, no_data_gap, not_run
@@ -45,14 +45,17 @@ class Runner:
     """One diagnosis's loop over ``steps`` (see docs/squads.md, "How steps run")."""
 
     def __init__(self, *, registry: Mapping[str, Registered], analyzers: Mapping[str, str | None],
-                 runbook: Runbook, facts: Facts, results: dict[str, CallResult]) -> None:
+                 runbook: Runbook, facts: Facts, results: dict[str, CallResult],
+                 next_plans: Mapping[str, tuple[dict[str, Any], ...]] | None = None) -> None:
         self.registry, self.analyzers, self.runbook = registry, analyzers, runbook
+        self.next_plans = next_plans or {}  # read-only tool -> parameter templates (``plan_next_checks``)
         self.facts, self.results = facts, results
         self.outcome = Outcome(findings=[], checked=[], gaps=[], produced={})
         self.done: set[str] = set()
 
     def run(self, steps: list[Step]) -> Steps:
-        """Run eligible steps until none is left or ``max_steps`` commands ran; returns the outcome."""
+        """Run eligible steps until none is left or ``max_steps`` commands ran, then the next checks
+        of the error signatures the logs matched (within the same cap); returns the outcome."""
         budget = self.runbook.max_steps
         while budget > 0:
             chosen = next_step(steps, self.facts, self.done)
@@ -70,7 +73,27 @@ class Runner:
                     continue
                 budget -= 1
                 yield from self._one(fallback, filled, key, item)
+        yield from self._next_checks(budget)
         return self.outcome
+
+    def _next_checks(self, budget: int) -> Generator[Call, CallResult | None, None]:
+        """Once per diagnosis, after the runbook's own steps: the tools the matched error signatures
+        name as next checks ("No space left on device" -> ``df -h``), most severe signature first,
+        each at most once, never one that already ran, never one that changes anything (only the
+        read-only tools of ``next_plans`` are known), within what is left of ``max_steps``."""
+        for tool, why in wanted_checks(self.outcome.findings):
+            if budget <= 0:
+                return
+            for template in self.next_plans.get(tool, ()):
+                params = fill(template, self.facts)
+                if params is None:
+                    continue  # needs a value nobody found (which pod?): another template may do
+                command = f"{tool}:{sorted(params.items())!r}"
+                if any(k.rsplit("|", 1)[0] == command for k in self.done):
+                    break  # the runbook ran it already
+                budget -= 1
+                yield from self._one(Step(tool=tool, why=why), params, f"{command}|", None)
+                break
 
     def _one(self, step: Step, params: dict[str, Any], key: str, item: Any) -> Generator[Call, CallResult | None, bool]:
         """Run (or re-read) one command and analyze it; whether it answered."""
@@ -119,6 +142,40 @@ class Runner:
             why = "the program is not installed here" if missing else (analysis.summary or "it cannot run on this system")
             out.gaps.append(f"`{' '.join(shown)}` could not answer: {why.rstrip('.')}.")
         return not (unavailable or missing)
+
+
+SIGNATURE = "log_signature"  # the code of a catalogue finding (squads.brain.signatures)
+
+
+def wanted_checks(findings: list[Finding]) -> list[tuple[str, str]]:
+    """(tool, why) for every next check the reported error signatures name: the most severe
+    signature first (then the order they were found), each tool once."""
+    matched = [(int(f.data.get("rank", 9)), i, f) for i, f in enumerate(findings)
+               if f.code == SIGNATURE and f.data.get("next_checks")]
+    out: list[tuple[str, str]] = []
+    for _, _, finding in sorted(matched, key=lambda m: m[:2]):
+        for tool in finding.data["next_checks"]:
+            if all(tool != t for t, _ in out):
+                out.append((tool, f"the next check for the log line matching {finding.data.get('signature', 'a known error')}"))
+    return out
+
+
+def plan_next_checks(playbook: Playbook) -> dict[str, tuple[dict[str, Any], ...]]:
+    """How a signature's next check can run in this squad: for each tool that changes nothing, the
+    parameter templates its runbook steps use (``{server}``, ``/var/log/{server}``), filled from
+    the diagnosis's facts when it runs; a tool without parameters runs as it is. A tool that
+    needs approval is never planned, and a template that reads a loop item (``{item}``) never fills."""
+    plans: dict[str, list[dict[str, Any]]] = {}
+    steps = [f for r in playbook.runbooks for s in [*r.steps, *(s for o in r.offers for s in o.steps)] for f in s.flat()]
+    for step in steps:
+        known = plans.setdefault(step.tool, [])
+        if dict(step.with_) not in known:
+            known.append(dict(step.with_))
+    for name, info in playbook.tools.items():
+        if not info.params and {} not in plans.setdefault(name, []):
+            plans[name].append({})
+    return {tool: tuple(templates) for tool, templates in plans.items()
+            if tool in playbook.tools and not playbook.tools[tool].changes}
 
 
 def cut_short(argv: list[str], result: CallResult) -> str:

@@ -410,7 +410,9 @@ def log_findings(report: LogReport, *, source: str = "The log") -> tuple[dict[st
     shown = [m for m in report.matches if m.signature.rank <= LEVELS["warning"]][: SHOWN + 1]
     for m in shown:
         s = m.signature
-        data = {"signature": s.id, "line": m.line, "count": m.count, "fix": m.fix, "program": s.program}
+        # rank and next_checks: the engine runs the next checks of the reported signatures, worst first.
+        data = {"signature": s.id, "line": m.line, "count": m.count, "fix": m.fix, "program": s.program,
+                "rank": s.rank, "next_checks": list(s.next_checks)}
         if s.rank <= LEVELS["error"] or m is report.decisive:
             causes = f" Likely causes: {'; '.join(s.causes)}." if s.causes else ""
             text = f"{_times(m.count)}\"{m.line}\" ({s.severity}): {m.meaning}{causes} Fix: {m.fix}"
