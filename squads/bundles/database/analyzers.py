@@ -12,7 +12,7 @@ from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 
-from . import checks
+from . import checks, logread, review
 from . import postgres as pg
 
 LONG_QUERY = timedelta(minutes=5)
@@ -229,7 +229,7 @@ def blocking(output: Output, facts: Facts) -> Analysis:
 @analyzer(
     "pg.long_queries",
     facts=("commit_waits", "long_pids", "longest_pid", "no_long_queries", "server_down"),
-    codes=("commit_waits_sync", "long_query", "server_unreachable"),
+    codes=("commit_waits_sync", "long_query", "server_unreachable", "xmin_holder"),
 )
 def long_queries(output: Output, facts: Facts) -> Analysis:
     """Non-idle sessions, longest first."""
@@ -262,6 +262,7 @@ def long_queries(output: Output, facts: Facts) -> Analysis:
             "with synchronous replication each commit waits until a synchronous replica confirms it, so a slow or "
             "lagging synchronous replica slows every write.",
         )
+    review.xmin_holders(result, rows)
     return result
 
 
@@ -320,14 +321,16 @@ def replication(output: Output, facts: Facts) -> Analysis:
 @analyzer(
     "pg.sizes",
     facts=("server_down",),
-    codes=("server_unreachable",),
+    codes=("database_dominant", "server_unreachable"),
 )
 def sizes(output: Output, facts: Facts) -> Analysis:
-    """Database sizes."""
+    """Database sizes; one database holding most of the space is a finding."""
     rows = _rows(output)
     if isinstance(rows, Analysis):
         return rows
-    return Analysis(summary=", ".join(f"{r.get('datname')} {r.get('size')}" for r in rows[:8]))
+    result = Analysis(summary=", ".join(f"{r.get('datname')} {r.get('size')}" for r in rows[:8]))
+    review.sizes_dominant(result, rows)
+    return result
 
 
 @analyzer(
@@ -414,6 +417,8 @@ LIFECYCLE = [
     ("started streaming wal", "the replica is streaming WAL from the primary again, catching up"),
     ("database system is ready to accept", "the server is up and accepts connections"),
     ("terminating walreceiver", "the replica lost its connection to the primary"),
+    ("received promote request", "the server was asked to leave recovery and become a primary (promote)"),
+    ("archive recovery complete", "recovery ended: the server now accepts writes"),
 ]
 # Server-log lines whose meaning is certain: (pattern, finding code, sentence).
 LOG_CAUSES = [
@@ -464,10 +469,10 @@ LOG_CAUSES = [
 
 @analyzer(
     "pg.log",
-    facts=("disk_full_suspected", *checks.LOG_FACTS),
+    facts=("disk_full_suspected", *checks.LOG_FACTS, *logread.FACTS),
     codes=(
         "no_data", "pg_disk_full", "pg_hint", "pg_lifecycle", "pg_log_error", "pg_too_many_clients", *(code for _, code, _ in
-        LOG_CAUSES), *checks.LOG_CODES,
+        LOG_CAUSES), *checks.LOG_CODES, *logread.CODES,
     ),
 )
 def server_log(output: Output, facts: Facts) -> Analysis:
@@ -509,6 +514,8 @@ def server_log(output: Output, facts: Facts) -> Analysis:
     if hint:
         result.add("pg_hint", Severity.INFO, f"The server's hint: {hint}")
     checks.log_findings(result, parsed, facts)
+    logread.log_findings(result, parsed, facts, output.stdout)
+    known.extend(p for p in bad if logread.recognised(p))
     known.extend(p for p in bad if any(marker in p.message for marker in (
         "too many connections for", "remaining connection slots", "out of shared memory", "duplicate key value",
         "lock timeout", "administrator command", "deadlock detected", "wraparound", "must be vacuumed")))
@@ -553,10 +560,15 @@ def disk(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("pg.settings", facts=("max_connections", "pg_settings"), codes=("no_data",))
+@analyzer("pg.settings", facts=("max_connections", "pg_settings", "sync_standby_missing"),
+          codes=("no_data", "sync_standby_missing"))
 def settings(output: Output, facts: Facts) -> Analysis:
-    """``pg_settings``: the non-default settings, kept for the other checks."""
-    return checks.settings(output, facts)
+    """``pg_settings``: the non-default settings, kept for the other checks; a synchronous standby that is
+    named but not connected (after ``pg.replication`` found no replica)."""
+    result = checks.settings(output, facts)
+    if facts.get("no_replicas"):
+        review.sync_standby_missing(result, {**facts, **result.facts})
+    return result
 
 
 @analyzer("pg.hba_rules", codes=("hba_error", "hba_missing", "hba_ssl_required", "no_data"))
@@ -565,7 +577,8 @@ def hba_rules(output: Output, facts: Facts) -> Analysis:
     return checks.hba_rules(output, facts)
 
 
-@analyzer("pg.counters", facts=("temp_spills",), codes=("deadlocks_counted", "no_data", "rollbacks_high", "temp_spill"))
+@analyzer("pg.counters", facts=("temp_spills",),
+          codes=("deadlocks_counted", "no_data", "rollbacks_high", "standby_conflicts", "temp_spill"))
 def counters(output: Output, facts: Facts) -> Analysis:
     """``pg_stat_database``: deadlocks, temp files, rollbacks."""
     return checks.counters(output, facts)
@@ -581,3 +594,16 @@ def xid_age(output: Output, facts: Facts) -> Analysis:
 def dead_tuples(output: Output, facts: Facts) -> Analysis:
     """``pg_stat_user_tables``: vacuum falling behind."""
     return checks.dead_tuples(output, facts)
+
+
+@analyzer("pg.slots", facts=("slot_retains_wal",), codes=("no_data", "slot_inactive", "slots_ok"))
+def replication_slots(output: Output, facts: Facts) -> Analysis:
+    """``pg_replication_slots``: an inactive slot retaining WAL."""
+    return review.slots(output, facts)
+
+
+@analyzer("pg.archiver", facts=("archive_failing",), codes=("archive_failing", "archive_ok", "no_data"))
+def archiver(output: Output, facts: Facts) -> Analysis:
+    """``pg_stat_archiver``: archive_command failing now."""
+    return review.archiver(output, facts)
+

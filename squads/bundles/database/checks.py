@@ -127,6 +127,11 @@ def counters(output: Output, facts: Facts) -> Analysis:
         if deadlocks:
             result.add("deadlocks_counted", Severity.PROBLEM if deadlocks >= 5 else Severity.INFO,
                        f"Database {name} has recorded {deadlocks} deadlocks since its statistics were reset.", database=name)
+        conflicts = int(r.get("conflicts") or 0)
+        if conflicts:
+            result.add("standby_conflicts", Severity.PROBLEM,
+                       f"Database {name}: {conflicts} queries were cancelled by recovery conflicts on this standby (replay "
+                       "removed rows they needed): hot_standby_feedback or max_standby_streaming_delay.", database=name)
         if rollbacks >= 1000 and commits and rollbacks / commits >= 0.02:
             result.add("rollbacks_high", Severity.PROBLEM,
                        f"Database {name}: {rollbacks} rollbacks for {commits} commits ({rollbacks * 100 / commits:.1f}%): "
