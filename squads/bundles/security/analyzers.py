@@ -8,11 +8,14 @@ from collections import Counter
 
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure
+from squads.brain.known_errors import CODES as LOG_CODES
+from squads.brain.known_errors import FACTS as LOG_FACTS
+from squads.brain.known_errors import fill_in
 from squads.brain.models import Analysis, Facts, Finding, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 
-from . import hunt
+from . import hunt, review
 
 BRUTE_FORCE = 5  # failed attempts from one source
 # Daemons that normally listen on a server; anything else is reported for a human to account for.
@@ -92,16 +95,30 @@ def _public(source: str) -> bool:
 
 @analyzer(
     "sec.ssh_log",
-    facts=("accepted_logins", "attackers", "bruteforce", "ssh_log_empty", "unavailable"),
+    facts=("accepted_logins", "attackers", "bruteforce", "ssh_log_empty", "unavailable", *LOG_FACTS),
     codes=(
         "account_created_package", "account_created_person", "account_created_uid0", "no_data",
         "ssh_accepted", "ssh_breach", "ssh_bruteforce", "ssh_crafted_user", "ssh_distributed", "ssh_failed_logins",
         "ssh_login_after_failures", "ssh_login_new_source", "ssh_none_accepted", "ssh_preauth_noise", "ssh_root_login",
-        "ssh_service_account_login",
+        "ssh_service_account_login", *LOG_CODES,
     ),
 )
 def ssh_log(output: Output, facts: Facts) -> Analysis:
-    """sshd's journal or auth.log: who is guessing, which users, did anyone get in."""
+    """sshd's journal or auth.log: who is guessing, which users, did anyone get in; then the
+    catalogue's known errors (PAM, sudo, sshd's own failures) among the lines that reasoning left out."""
+    result = _ssh_reasoning(output, facts)
+    if not any(f.code == "no_data" for f in result.findings):
+        what = "The auth log" if output.argv[:1] == ["tail"] else "sshd's journal"
+        fill_in(result, output.text, squad="security", source=what, explained=_auth_explained)
+    return result
+
+
+def _auth_explained(line: str) -> bool:
+    """A line the login reasoning accounts for: an authentication event, or pre-authentication noise."""
+    return bool(PREAUTH.search(line) or lp.ssh_events(line))
+
+
+def _ssh_reasoning(output: Output, facts: Facts) -> Analysis:
     what = "the auth log" if output.argv[:1] == ["tail"] else "sshd's journal"
     if missing := _log_missing(output, what):
         return missing
@@ -539,3 +556,15 @@ def process_program(output: Output, facts: Facts) -> Analysis:
 def cron_dir(output: Output, facts: Facts) -> Analysis:
     """``ls -la /etc/cron.d``: a recently added or writable cron file."""
     return hunt.cron_dir(output, facts)
+
+
+@analyzer("sec.group", codes=("group_members", "group_service_account", "no_data"))
+def group(output: Output, facts: Facts) -> Analysis:
+    """``getent group NAME``: who is in a privileged group."""
+    return review.group(output, facts)
+
+
+@analyzer("sec.lastb", codes=("lastb_bruteforce", "lastb_counts", "lastb_none", "lastb_spraying", "no_data"))
+def lastb(output: Output, facts: Facts) -> Analysis:
+    """``lastb``: failed logins by source and user; spraying vs one guesser."""
+    return review.lastb(output, facts)

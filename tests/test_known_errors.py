@@ -1,0 +1,64 @@
+"""The catalogue beside an analyzer's own reasoning (issue 12 §2): the reasoning's findings win, the
+catalogue reports the known errors it left out, with counts, and the error lines nobody recognises.
+Real auth.log lines read by the shipped security analyzer."""
+
+from __future__ import annotations
+
+from squads.brain.analyzers import Output
+from squads.brain.known_errors import fill_in
+from squads.brain.models import Analysis, Severity
+from squads.bundles.security.analyzers import ssh_log
+
+FAILED = "".join(
+    f"Nov 26 03:12:{40 + i:02d} bastion sshd[{3100 + i}]: Failed password for root from 45.142.120.7 port {40100 + i} ssh2\n"
+    for i in range(6)
+)
+NOT_IN_SUDOERS = ("Nov 26 03:20:01 bastion sudo[4211]:  www-data : user NOT in sudoers ; TTY=unknown ; "
+                  "PWD=/var/www/html ; USER=root ; COMMAND=/bin/bash\n")
+ODD = "Nov 26 03:21:07 bastion backupd[5120]: error: could not open the vault: permission denied\n"
+
+
+def _auth(text: str) -> Analysis:
+    return ssh_log(Output(argv=["tail", "-n", "1000", "/var/log/auth.log"], exit_code=0, stdout=text, stderr=""), {})
+
+
+def test_the_login_reasoning_wins_and_the_catalogue_adds_what_it_left_out() -> None:
+    result = _auth(FAILED + NOT_IN_SUDOERS + NOT_IN_SUDOERS + ODD)
+    codes = [f.code for f in result.findings]
+    assert "ssh_bruteforce" in codes  # the specific reasoning
+    signatures = [f for f in result.findings if f.code == "log_signature"]
+    # The failed passwords are the reasoning's: no catalogue finding repeats them.
+    assert [f.data["signature"] for f in signatures] == ["sudo-not-in-sudoers"]
+    assert signatures[0].data["count"] == 2 and signatures[0].text.startswith("2 × ")
+    assert "user NOT in sudoers" in signatures[0].text  # the decisive line quoted verbatim
+    odd = next(f for f in result.findings if f.code == "log_unrecognised")
+    assert "could not open the vault" in odd.text and "unrecognised error" in odd.text
+    assert "log_signatures" in result.facts and result.facts["log_signatures"] == ["sudo-not-in-sudoers"]
+
+
+def test_an_auth_log_with_only_logins_gets_no_catalogue_findings() -> None:
+    result = _auth(FAILED)
+    assert not [f for f in result.findings if f.code.startswith("log_")]
+
+
+def test_an_empty_journal_is_no_data_and_nothing_else() -> None:
+    out = ssh_log(Output(argv=["journalctl", "-u", "ssh"], exit_code=0, stdout="-- No entries --\n", stderr=""), {})
+    assert [f.code for f in out.findings] == ["no_data"]
+
+
+def test_a_line_a_finding_already_quotes_is_not_reported_twice() -> None:
+    line = "2026/11/26 03:14:02 [crit] 2211#2211: *901 open() \"/var/log/nginx/access.log\" failed (28: No space left on device)"
+    result = Analysis()
+    result.add("disk_full", Severity.CAUSE, f"The log says `{line}`: the disk is full.")
+    fill_in(result, line + "\n", squad="webserver", source="The error log")
+    assert [f.code for f in result.findings] == ["disk_full"]
+
+
+def test_explained_lines_are_left_to_the_reasoning() -> None:
+    lines = ["2026/11/26 03:12:44 [error] 2211#2211: *881 connect() failed (111: Connection refused) while connecting to "
+             "upstream, client: 10.0.0.7, server: shop, request: \"GET / HTTP/1.1\", upstream: \"http://127.0.0.1:8080/\"",
+             "2026/11/26 03:12:45 [error] 2211#2211: *882 something nobody has seen before went wrong"]
+    result = Analysis()
+    fill_in(result, "\n".join(lines), squad="webserver", source="The error log", explained=lambda ln: "connect()" in ln)
+    assert [f.code for f in result.findings] == ["log_unrecognised"]
+    assert "nobody has seen" in result.findings[0].text
