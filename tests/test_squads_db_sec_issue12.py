@@ -163,3 +163,22 @@ def test_idle_transaction_for_hours_holds_back_vacuum() -> None:
     result = run(DB, "pg.long_queries", out)
     assert "7712" in finding(result, "xmin_holder")
     assert next(f for f in result.findings if f.code == "xmin_holder").severity is Severity.CAUSE
+
+
+def test_service_account_in_sudo_is_a_cause_and_a_missing_group_is_not_no_data() -> None:
+    result = run(SEC, "sec.group", "sudo:x:27:alice,www-data\n", argv=["getent", "group", "sudo"])
+    assert "www-data" in finding(result, "group_service_account")
+    assert "alice, www-data" in finding(result, "group_members")
+    assert codes(run(SEC, "sec.group", "", argv=["getent", "group", "wheel"], exit_code=2)) == set()
+    assert codes(run(SEC, "sec.group", "sudo:x:27:alice\n", argv=["getent", "group", "sudo"])) == {"group_members"}
+
+
+def test_lastb_spraying_vs_one_guesser_vs_empty() -> None:
+    spray = "".join(f"user{i:<5} ssh:notty    203.0.{i // 50}.{i % 250 + 1}    Mon Dec  7 03:{i % 60:02d} - 03:{i % 60:02d}  (00:00)\n"
+                    for i in range(60)) + "\nbtmp begins Sun Dec  6 00:00:01 2026\n"
+    result = run(SEC, "sec.lastb", spray, argv=["lastb", "-n", "1000"])
+    assert "60 different sources" in finding(result, "lastb_spraying")
+    one = "".join("root     ssh:notty    45.135.232.9     Mon Dec  7 03:12 - 03:12  (00:00)\n" for _ in range(40))
+    assert "45.135.232.9" in finding(run(SEC, "sec.lastb", one + "\nbtmp begins Sun Dec  6 00:00:01 2026\n"), "lastb_bruteforce")
+    assert "no_data" in codes(run(SEC, "sec.lastb", "", exit_code=1))
+    assert codes(run(SEC, "sec.lastb", "\nbtmp begins Sun Dec  6 00:00:01 2026\n")) == {"lastb_none"}
