@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from squads.brain.analyzers import Output, analyze
 from squads.evals.runner import run_scenario
@@ -39,6 +40,21 @@ def edit(path: Path, old: str, new: str) -> Path:
     return path
 
 
+def edit_in(path: Path, runbook: str | None, old: str, new: str) -> Path:
+    """Replace the first ``old`` inside runbook ``runbook``'s entry (anywhere when None): the
+    breakage lands in the runbook the test names whatever order the runbooks are in."""
+    if runbook is None:
+        return edit(path, old, new)
+    text = path.read_text()
+    start = re.search(rf"^  - name: {re.escape(runbook)}$", text, re.M)
+    assert start, f"runbook {runbook} is not in {path}"
+    end = re.compile(r"^  - name: ", re.M).search(text, start.end())
+    body = text[start.end(): end.start() if end else len(text)]
+    assert old in body, f"{old!r} is not in runbook {runbook} of {path}"
+    path.write_text(text[: start.end()] + body.replace(old, new, 1) + text[start.end() + len(body):])
+    return path
+
+
 def refused(folder: Path) -> str:
     with pytest.raises(BundleError) as caught:
         load_bundle(folder)
@@ -46,34 +62,40 @@ def refused(folder: Path) -> str:
 
 
 @pytest.mark.parametrize(
-    ("bundle", "old", "new", "expected"),
+    ("bundle", "runbook", "old", "new", "expected"),
     [
-        ("webserver", "when: [upstreams]", "when: [upstreamz]",
+        ("webserver", "upstream-errors", "when: [upstreams]", "when: [upstreamz]",
          r"runbook upstream-errors, step \d+ \(listening_sockets\): when names fact 'upstreamz', .*; "
          r"did you mean 'upstreams'\?"),
-        ("webserver", "foreach: error_logs", "foreach: error_logz",
-         r"runbook upstream-errors, step 3 \(error_log\): foreach names fact 'error_logz'"),
-        ("webserver", '{path: "{item}", lines: 200}', '{path: "{item}", lines: "{line_count}"}',
-         r"runbook upstream-errors, step 3 \(error_log\): with names fact 'line_count'"),
-        ("webserver", "  - when: [dead_upstreams]", "  - when: [dead_upstream]",
+        ("webserver", "upstream-errors", "foreach: error_logs", "foreach: error_logz",
+         r"runbook upstream-errors, step \d+ \(error_log\): foreach names fact 'error_logz'"),
+        ("webserver", "upstream-errors", '{path: "{item}", lines: 200}', '{path: "{item}", lines: "{line_count}"}',
+         r"runbook upstream-errors, step \d+ \(error_log\): with names fact 'line_count'"),
+        ("webserver", "upstream-errors", "  - when: [dead_upstreams]", "  - when: [dead_upstream]",
          r"runbook upstream-errors, offer 1: when names fact 'dead_upstream'.*did you mean 'dead_upstreams'\?"),
-        ("webserver", "upstream_down:", "upstream_dwn:",
+        ("webserver", "upstream-errors", "upstream_down:", "upstream_dwn:",
          r"runbook upstream-errors, advice upstream_dwn: no analyzer this runbook runs declares the finding code "
          r"'upstream_dwn'; did you mean 'upstream_down'\?"),
-        ("k8s", "namespace: \"Which namespace is the pod in", "namepsace: \"Which namespace is the pod in",
+        ("k8s", None, "namespace: \"Which namespace is the pod in", "namepsace: \"Which namespace is the pod in",
          r"runbook [a-z-]+, needs namepsace: 'namepsace' is not a slot of slots.yaml; did you mean 'namespace'\?"),
-        ("k8s", 'params: {pod: "{pod|last_pod}"', 'params: {pod: "{pod|lastpod}"',
+        ("k8s", None, 'params: {pod: "{pod|last_pod}"', 'params: {pod: "{pod|lastpod}"',
          r"action delete-pod, params: names 'lastpod', .*did you mean 'last_pod'\?"),
     ],
 )
 def test_a_broken_reference_in_runbooks_yaml_names_the_file_and_the_entry(
-    tmp_path: Path, bundle: str, old: str, new: str, expected: str
+    tmp_path: Path, bundle: str, runbook: str | None, old: str, new: str, expected: str
 ) -> None:
     folder = copy(tmp_path, BUILTIN_BUNDLES / bundle)
-    runbooks = edit(folder / "runbooks.yaml", old, new)
+    runbooks = edit_in(folder / "runbooks.yaml", runbook, old, new)
     message = refused(folder)
     assert message.startswith(f"{runbooks}: "), message
     assert re.search(expected, message), message
+    step = re.search(r"runbook ([a-z-]+), step (\d+) \((\w+)\)", message)
+    if step:  # the step it names is the one that was broken: that runbook's step N, that tool, the new name
+        data = yaml.safe_load(runbooks.read_text())
+        broken = next(r for r in data["runbooks"] if r["name"] == step[1])["steps"][int(step[2]) - 1]
+        assert broken["tool"] == step[3]
+        assert new.split(":")[-1].strip(' "[]{}') in str(broken), (broken, new)
 
 
 def test_what_the_analyzer_stops_declaring_breaks_the_runbook_that_reads_it(tmp_path: Path) -> None:
