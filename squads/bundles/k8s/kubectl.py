@@ -462,6 +462,7 @@ class ServiceInfo:
     target_ports: list[str]
     endpoints: list[str]
     events: list[Event]
+    ip: str = ""
 
 
 def describe_service(text: str) -> ServiceInfo:
@@ -481,7 +482,7 @@ def describe_service(text: str) -> ServiceInfo:
         name=doc.value("Name"), namespace=doc.value("Namespace"), selector=parse_selector(doc.value("Selector")),
         type=doc.value("Type"), ports=ports,
         target_ports=[item.value for item in doc.all("TargetPort") if item.value not in _NONE],
-        endpoints=endpoints, events=doc.events,
+        endpoints=endpoints, events=doc.events, ip=doc.value("IP"),
     )
 
 

@@ -10,6 +10,7 @@ from squads.brain.analyzers.common import failure
 from squads.brain.models import Analysis, Facts, Severity
 
 from .. import kubectl as k
+from . import usage
 from .pods import said
 
 
@@ -27,9 +28,13 @@ def services(output: Output, facts: Facts) -> Analysis:
     ports = {int(p) for p in facts.get("dependency_ports", [])}
     raw_hosts = [str(h) for h in facts.get("dependency_hosts", [])]
     hosts = [h.split(".")[0] for h in raw_hosts]
+    message = str(facts.get("message") or "").lower()
     matched = (
         [s for s in rows if s.name in hosts or s.cluster_ip in raw_hosts]
         or [s for s in rows if ports & {p for p, _ in s.ports}]
+        # No address to go by: the Service the user named ("can't reach orders-svc"), the service slot first.
+        or [s for s in rows if s.name == facts.get("service")]
+        or [s for s in rows if message and said(s.name, message)]
     )
     names = [s.name for s in rows]
     for name in facts.get("unresolved_names", []):
@@ -87,10 +92,14 @@ def describe_service(output: Output, facts: Facts) -> Analysis:
         elif selector:
             result.facts["dependency_selectors"] = [selector]
             result.facts["service_of_selector"] = {selector: info.name}
+        # A Service with a ClusterIP keeps its DNS record whether or not anything serves behind it:
+        # "cannot resolve" is then the client's guess, the real error is a refused connection.
+        resolves = (f" Its name still resolves (to {info.ip}), so this is not a DNS problem."
+                    if re.fullmatch(r"[0-9a-fA-F.:]+", info.ip or "") else "")
         result.add(
             "service_no_endpoints", Severity.PROBLEM,
             f"Service {info.name} ({ports}) has no endpoints: no ready pod matches its selector {selector or '(none)'}, "
-            "so connections to it are refused.",
+            f"so connections to it are refused.{resolves}",
             service=info.name,
         )
     return result
@@ -227,7 +236,8 @@ def top_nodes(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "k8s.top_pods",
-    codes=("top_consumers",),
+    facts=("hot_pods", "pod_usage"),
+    codes=("cpu_at_limit", "memory_at_limit", "top_consumers"),
 )
 def top_pods(output: Output, facts: Facts) -> Analysis:
     """``kubectl top pods``: the biggest consumers."""
@@ -245,6 +255,7 @@ def top_pods(output: Output, facts: Facts) -> Analysis:
             "Most CPU goes to " + ", ".join(f"{u.name} ({u.cpu_m}m, {_mib(u.memory_bytes)})" for u in top)
             + f": {share}% of what these pods use.",
         )
+    usage.after_top(result, rows, facts)
     return result
 
 

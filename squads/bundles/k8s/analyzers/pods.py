@@ -12,6 +12,7 @@ from squads.brain.parsers import logs as lp
 from squads.brain.parsers.logs import find_host_ports
 
 from .. import kubectl as k
+from . import usage
 from .workloads import names
 
 HEALTHY = {"Running", "Completed", "Succeeded"}
@@ -87,7 +88,7 @@ def pods(output: Output, facts: Facts) -> Analysis:
         bad = sorted((r for r in rows if r.restarts >= 3), key=lambda r: -r.restarts)[:3]
     app = str(facts.get("app") or "")
     message = str(facts.get("message") or "")
-    named = [r for r in bad if said(r.name, message)]
+    named = [r for r in bad if said(r.name, message)] or [r for r in bad if usage.mentions_workload(r.name, message)]
     targets = named or [r for r in bad if app and r.name.startswith(app)] or bad
     shown = ", ".join(_pod_line(r) for r in rows[:POD_LIST_LIMIT])
     more = f" and {len(rows) - POD_LIST_LIMIT} more" if len(rows) > POD_LIST_LIMIT else ""
@@ -228,10 +229,10 @@ def _requests(info: k.PodInfo) -> str:
     facts=(
         "crashing_pods", "env_dependencies", "failing_inits", "insufficient_resources", "last_pod",
         "liveness_ports", "pending_node_selector",
-        "pending_requests", "pending_taints", "probe_failing_pods", "probe_paths", "unbound_claims",
+        "pending_requests", "pending_taints", "pod_limits", "probe_failing_pods", "probe_paths", "unbound_claims",
     ),
     codes=(
-        "container_config", "crashloop", "exits_zero", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
+        "container_config", "cpu_at_limit", "crashloop", "exits_zero", "memory_at_limit", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
         "oom_killed", "pending_affinity", "pending_insufficient", "pending_nodes_down", "pending_other",
         "pending_taint", "pending_unbound_pvc", "pod_evicted", "pod_running", "probe_failing",
         "selector_label_mismatch", "volume_mount_failed", "volume_multi_attach",
@@ -283,6 +284,7 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
     for c in info.containers:
         _container(result, name, info, c)
     _volume_events(result, name, info)
+    usage.after_describe(result, name, info, facts)
     if not result.findings and info.status == "Running":
         result.add("pod_running", Severity.OK, f"{name} is Running.")
     return result
