@@ -42,7 +42,15 @@ THESAURUS: dict[str, tuple[str, ...]] = {
     "accounts": ("account", "passwd"), "users": ("account", "login"), "root": ("account", "uid"),
     "settings": ("setting", "configuration"), "config": ("configuration",), "autoscaler": ("autoscaler",),
     "scaling": ("autoscaler",), "endpoints": ("endpoint",), "dns": ("dns", "coredns"),
+    "down": ("status",), "up": ("status",), "dead": ("status",), "alive": ("status",), "stopped": ("status",),
+    "crashed": ("status",),
 }
+# "is the site down now?": a yes/no question about a state, answered in its own word when the
+# checks that answer it found nothing wrong.
+STATE_QUESTION = re.compile(
+    r"\b(?:is|are|was|were)\b(?:\s+\S+){0,4}?\s+(down|dead|broken|failing|crashed|stopped|offline|full)\b",
+    re.IGNORECASE,
+)
 # Words that never decide which check answers: they appear in any question or any description.
 NOISE = STOPWORDS | frozenset(
     """what which whats what's is are how many much who where when why does did do there right now still
@@ -80,14 +88,14 @@ def _stem(word: str) -> str:
 
 
 def _terms(text: str) -> set[str]:
-    return {_stem(w) for w in re.split(r"[^a-z0-9]+", text.lower()) if w and w not in NOISE}
+    return {_stem(w) for w in re.split(r"[^a-z0-9]+", text.lower()) if w}
 
 
 def question_terms(question: str) -> set[str]:
     """The question's own content words and the check words the thesaurus folds them onto."""
-    said = [w for w in words(question) if w not in NOISE]
-    expanded = {_stem(t) for w in said for t in THESAURUS.get(w, ())}
-    return {_stem(w) for w in said} | expanded
+    said = words(question)
+    expanded = {_stem(t) for w in said for t in THESAURUS.get(w, ())}  # "down" is noise, but asks for a status
+    return {_stem(w) for w in said if w not in NOISE} | expanded
 
 
 def _steps_by_tool(playbook: Playbook) -> dict[str, list[Step]]:
@@ -99,11 +107,13 @@ def _steps_by_tool(playbook: Playbook) -> dict[str, list[Step]]:
     return out
 
 
-def answering_tools(question: str, playbook: Playbook) -> list[str]:
+def answering_tools(question: str, playbook: Playbook, ran: Iterable[str] = ()) -> list[str]:
     """The squad's diagnostic tools whose own words best match the question (at most two, best first).
 
     A tool scores two per question term in its name, description or analyzer, and one per term
-    only in the ``why`` of a step that uses it; below two (a single passing mention), none answers."""
+    only in the ``why`` of a step that uses it; below two (a single passing mention), none answers.
+    Among equals, the tools that already ran in this diagnosis (``ran``) win: "which errors, how
+    many of each?" is about the log already read, not every tool that mentions errors."""
     asked = question_terms(question)
     if not asked:
         return []
@@ -120,7 +130,9 @@ def answering_tools(question: str, playbook: Playbook) -> list[str]:
     if not scored:
         return []
     best = max(score for score, _ in scored)
-    return [tool for score, tool in sorted(scored, key=lambda p: -p[0]) if score == best][:MAX_ANSWER_TOOLS]
+    top = [tool for score, tool in scored if score == best]
+    read = [tool for tool in top if tool in set(ran)]
+    return (read or top)[:MAX_ANSWER_TOOLS]
 
 
 def answering_steps(tools: Iterable[str], playbook: Playbook, facts: Facts) -> list[Step]:
@@ -165,6 +177,11 @@ def answer(question: str, outcome: Outcome, argvs: list[list[str]], reply: str) 
     mine.sort(key=lambda f: (-f.severity, -_size(f)))
     shown = ", ".join(f"`{' '.join(a)}`" for a in argvs[:6]) + (" and more" if len(argvs) > 6 else "")
     lines = [f"To answer \"{question.strip()[:120]}\" I looked at {shown}:"]
+    state = STATE_QUESTION.search(question)
+    gaps = [g for g in outcome.gaps if any(" ".join(a) in g for a in argvs)]
+    if state and argvs and not gaps:
+        bad = any(f.severity >= Severity.PROBLEM for f in mine)
+        lines[0] += " they show a problem, see below." if bad else f" by these checks it is not {state.group(1).lower()}."
     lines += [f"- {f.text}" for f in mine[:MAX_ANSWER_LINES]] or ["- They show nothing that bears on it."]
     return "\n".join([*lines, "", "Where the diagnosis stands:", "", reply])
 

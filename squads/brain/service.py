@@ -60,6 +60,7 @@ class State:
 
 
 FOLLOW_UP = frozenset({"too", "also", "again", "same", "likewise", "either"})
+FILLERS = frozenset("ok okay k so and but well hmm alright right cool then um uh".split())
 QUESTION_WORDS = frozenset("what why how which who where when is are does do did can could has have was were should".split())
 
 
@@ -137,7 +138,9 @@ class RunbookBrain:
         elif runbook is not None:
             for slot in [name for name, spec in self.slots.items() if not spec.keep]:
                 state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
-            yield from self._start(self._covering(text, runbook), found, state, check=check)
+            # A question in a conversation that already has a diagnosis is still a question: answer it first.
+            asking = text if previous is not None and self._follow_up(text) else ""
+            yield from self._start(self._covering(text, runbook), found, state, check=check, question=asking)
         elif check and triage is not None:
             yield from self._start(triage, found, state, check=True)
         elif state.last_runbook and (node_changed or self._follow_up(text)) and self._runbook(state.last_runbook):
@@ -232,7 +235,8 @@ class RunbookBrain:
         """ "Same for staging", "what about the other one", or any question with no symptom of its own
         ("what do I need to change?"): the previous diagnosis again, whose reply answers it."""
         said = words(text)
-        question = text.rstrip().endswith("?") or (bool(said) and said[0] in QUESTION_WORDS)
+        lead = next((w for w in said if w not in FILLERS), "")  # "ok so is the site down now or what"
+        question = text.rstrip().endswith("?") or lead in QUESTION_WORDS
         return bool(set(said) & FOLLOW_UP) or "what about" in text.lower() or question
 
     def _answers(self, pending: dict[str, Any], found: Extraction) -> bool:
@@ -276,10 +280,10 @@ class RunbookBrain:
         state.pending = None
         if isinstance(target, Runbook):
             state.last_runbook = target.name
-            if not reuse:
+            if not reuse and not question:  # a follow-up question may re-read what was just gathered
                 state.results = {}
             yield from self._diagnose(target, self._steps_of(target), state, with_offers=True, check=check or recheck,
-                                      question=question if reuse else "", recheck=recheck)
+                                      question=question, recheck=recheck)
         else:
             yield from self._act(target, state)
 
@@ -338,11 +342,13 @@ class RunbookBrain:
         if with_offers:
             forget_evidence(state.facts, self.slots)  # a new diagnosis starts from what the user said, not from old evidence
         seed(runbook, state.facts)
+        # A question runs the checks whose words match it (fresh: it asks about now); other outputs are re-read.
+        asked = answering_tools(question, self.squad, ran=[k.split(":", 1)[0] for k in state.results]) if question else []
+        for key in [k for k in state.results if k.split(":", 1)[0] in asked]:
+            del state.results[key]
         runner = Runner(registry=self.registry, analyzers=self.squad.analyzers, runbook=runbook,
                         facts=state.facts, results=state.results, next_plans=self.next_plans)
         outcome = yield from runner.run(steps)
-        # A question the diagnosis's own steps may not answer runs (or re-reads) the checks whose words match it.
-        asked = answering_tools(question, self.squad) if question else []
         if asked:
             outcome = yield from runner.run(answering_steps(asked, self.squad, state.facts))
         if not outcome.checked and runbook.ask_if_nothing:
