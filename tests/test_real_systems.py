@@ -347,8 +347,6 @@ def test_a_listener_named_like_a_kernel_thread_from_tmp_leads(disguised_listener
     assert str(program.parent) in reply.text or "/tmp" in reply.text, f"its folder is not named\n{reply.describe()}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 §5, open: the database squad does not yet read 'too many connections "
-                   "for database X' to the end (check datconnlimit/rolconnlimit); remove this mark when it does")
 def test_postgres_per_database_connection_limit(pg_cluster: PgCluster, pg_config: Path, tmp_path: Path) -> None:
     """"too many connections for database X" is the database's own limit (datconnlimit), not max_connections."""
     with pg_cluster.connect(application_name="setup", autocommit=True) as setup:
@@ -369,4 +367,7 @@ def test_postgres_per_database_connection_limit(pg_cluster: PgCluster, pg_config
             setup.execute("DROP ROLE IF EXISTS shop")
     text = reply.text.lower()
     assert "shopdb" in text, f"the reply does not name the database\n{reply.describe()}"
-    assert "datconnlimit" in text or "connection limit" in text, f"the per-database limit is not named\n{reply.describe()}"
+    assert "datconnlimit = 1" in text, f"the per-database limit is not named\n{reply.describe()}"
+    assert "1 client connection is open to it now" in text, f"the current count is not given\n{reply.describe()}"
+    sql = [argv[-1] for argv in reply.ran if argv[0] == "psql"]
+    assert any("datconnlimit" in s and "rolconnlimit" in s for s in sql), f"the limits were not queried\n{reply.describe()}"

@@ -116,6 +116,9 @@ def _web_host(call: Call) -> CallResult:
         "config_test": (0, "", "nginx: the configuration file /etc/nginx/nginx.conf syntax is ok\n"
                                "nginx: configuration file /etc/nginx/nginx.conf test is successful\n"),
         "error_log": (0, OLD_502, ""),
+        "config_dump": (0, "# configuration file /etc/nginx/nginx.conf:\nhttp {\n    server {\n        listen 80;\n"
+                           "        location / {\n            proxy_pass http://127.0.0.1:8080;\n        }\n    }\n}\n",
+                        "nginx: the configuration file /etc/nginx/nginx.conf syntax is ok\n"),
         "disk_usage": (0, "Filesystem      Size  Used Avail Use% Mounted on\n/dev/vda1        40G   11G   27G  29% /\n", ""),
     }
     code, out, err = outputs.get(str(call.tool), (127, "", "not recorded"))
@@ -130,3 +133,107 @@ def test_connection_refused_on_a_host_without_systemd_names_the_stopped_server()
     headline = reply.strip().splitlines()[0]
     assert "Nothing is listening on :80 and nginx is not running" in headline and "upstream" not in headline, reply
     assert "Start nginx once its configuration test passes" in reply
+
+
+
+def test_a_502_question_about_a_stopped_server_without_systemd_does_not_blame_the_backend() -> None:
+    steps = drive(SQUADS["webserver"], "users get 502 bad gateway from nginx", State(), _web_host)
+    ran = [c.tool for c in calls(steps)]
+    assert ran[:2] == ["service_status", "processes"] and "listening_sockets" in ran, ran
+    assert ran.index("listening_sockets") > ran.index("error_log"), ran  # the listeners are read knowing the upstreams
+    reply = says(steps)
+    headline = reply.strip().splitlines()[0]
+    assert "Nothing is listening on :80/:443 and nginx is not running" in headline, reply
+    assert "Nothing is listening on 127.0.0.1:8080" in reply and "it is stopped itself" in reply
+
+
+# -- a database's and a role's own connection limits -----------------------------------------------
+DB = load_analyzers(BUILTIN_BUNDLES / "database")
+LIMITS_SQL = ["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-c", "SELECT 'database' AS kind ..."]
+LIMITS = """\
+kind|name|conn_limit|connections
+database|postgres|-1|1
+database|reports|10|3
+database|shopdb|1|1
+database|template1|-1|0
+role|postgres|-1|1
+role|reporting|5|5
+role|shop|-1|1
+"""
+
+
+def pg(name: str, stdout: str, facts: Mapping[str, object] | None = None, *, exit_code: int = 0,
+       stderr: str = "") -> Analysis:
+    return DB[name].fn(Output(argv=LIMITS_SQL, exit_code=exit_code, stdout=stdout, stderr=stderr), dict(facts or {}))
+
+
+def test_a_database_and_a_role_at_their_own_limit_are_causes() -> None:
+    result = pg("pg.connection_limits", LIMITS, {"max_connections": 100, "limit_object": "shopdb"})
+    reached = [f for f in result.findings if f.code == "conn_limit_reached"]
+    # The one the user's error names comes last, so it leads the reply.
+    reached.reverse()
+    assert [f.data["name"] for f in reached] == ["shopdb", "reporting"] and result.facts["limits_reached"] == ["reporting", "shopdb"]
+    assert all(f.severity is Severity.CAUSE for f in reached)
+    assert reached[0].text.startswith("Database shopdb has a connection limit of its own: datconnlimit = 1 (CONNECTION "
+                                      "LIMIT 1), and 1 client connection is open to it now")
+    assert "although max_connections (100) has room" in reached[0].text and "ALTER DATABASE shopdb" in reached[0].text
+    assert "rolconnlimit = 5" in reached[1].text and "5 client connections are open as it" in reached[1].text
+    assert "ALTER ROLE reporting" in reached[1].text
+    assert text(result, "conn_limits") == "Own connection limits not reached now: database reports: 10 (3 now)."
+    assert result.summary == "own limits: database reports 3/10; database shopdb 1/1; role reporting 5/5"
+
+
+def test_the_named_object_is_explained_when_it_is_not_full_now() -> None:
+    near = pg("pg.connection_limits", LIMITS, {"limit_object": "reports"})
+    assert "datconnlimit = 10, and 3 client connections are open now. It is not full at this moment" in text(near, "conn_limit_near")
+    assert codes(near)["conn_limit_near"] is Severity.PROBLEM
+    unlimited = pg("pg.connection_limits", LIMITS, {"limit_object": "shop"})
+    assert "Role shop has no connection limit of its own now (rolconnlimit = -1" in text(unlimited, "conn_limit_none")
+    missing = pg("pg.connection_limits", LIMITS, {"limit_object": "billing"})
+    assert text(missing, "conn_limit_none").startswith("No database or login role named billing exists on this server")
+
+
+def test_no_limits_anywhere_is_data_and_an_empty_or_failed_query_is_not() -> None:
+    plain = pg("pg.connection_limits", "kind|name|conn_limit|connections\ndatabase|postgres|-1|2\nrole|postgres|-1|2\n")
+    assert plain.summary == "no database or role has a connection limit of its own (2 checked)" and not plain.findings
+    assert "no_data" in codes(pg("pg.connection_limits", "kind|name|conn_limit|connections\n"))
+    down = pg("pg.connection_limits", "", exit_code=2, stderr='psql: error: connection to server on socket '
+              '"/var/run/postgresql/.s.PGSQL.5432" failed: No such file or directory\n')
+    assert down.facts.get("server_down") is True and "server_unreachable" in codes(down)
+
+
+def test_the_limit_named_in_a_message_is_taken_and_odd_names_are_skipped_not_refused() -> None:
+    from squads.brain import extract as ex
+
+    slots = SQUADS["database"].playbook().slots
+    assert ex.extract('FATAL:  too many connections for database "shopdb"', slots).values == {"limit_object": "shopdb"}
+    assert ex.extract("too many connections for role reporting.", slots).values == {"limit_object": "reporting"}
+    odd = ex.extract('too many connections for database "sh;op$(id)"', slots)
+    assert odd.values == {} and odd.errors == {}
+
+
+def _pg_host(call: Call) -> CallResult:
+    """A server whose own log says nothing about the limit (it logs elsewhere): only the check can tell."""
+    argv = render(SQUADS["database"].tool(call.tool), call.params) if call.tool else list(call.argv or [])
+    outputs = {
+        "max_connections": "max_connections\n100\n",
+        "clusters": ("Ver Cluster Port Status Owner    Data directory              Log file\n"
+                     "16  main    5432 online postgres /var/lib/postgresql/16/main /var/log/postgresql/postgresql-16-main.log\n"),
+        "server_log": "2026-12-07 11:00:01.114 UTC [881] LOG:  checkpoint starting: time\n",
+        "connections": ("datname|usename|application_name|state|connections|longest_in_state\n"
+                        "shopdb|shop|shop-worker|idle|1|00:12:41.118\npostgres|postgres|psql|active|1|00:00:00\n"),
+        "connection_limits": LIMITS,
+    }
+    out = outputs.get(str(call.tool))
+    return CallResult(status="ran", argv=argv, tool=call.tool, exit_code=0 if out is not None else 127,
+                      stdout=out or "", stderr="" if out is not None else "not recorded", node="n1", agent="a")
+
+
+def test_too_many_connections_for_a_database_checks_its_own_limit() -> None:
+    steps = drive(SQUADS["database"], 'The shop app fails with: FATAL: too many connections for database "shopdb". Why?',
+                  State(), _pg_host)
+    assert "connection_limits" in [c.tool for c in calls(steps)]
+    reply = says(steps)
+    headline = reply.strip().splitlines()[0]
+    assert "Database shopdb has a connection limit of its own: datconnlimit = 1" in headline, reply
+    assert "ALTER DATABASE shopdb CONNECTION LIMIT n: a change you run yourself" in reply

@@ -13,6 +13,7 @@ from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 
 from . import checks, logread, review
+from . import limits
 from . import postgres as pg
 
 LONG_QUERY = timedelta(minutes=5)
@@ -607,3 +608,12 @@ def archiver(output: Output, facts: Facts) -> Analysis:
     """``pg_stat_archiver``: archive_command failing now."""
     return review.archiver(output, facts)
 
+
+@analyzer("pg.connection_limits", facts=("limits_reached", "server_down"),
+          codes=("conn_limit_near", "conn_limit_none", "conn_limit_reached", "conn_limits", "no_data", "server_unreachable"))
+def connection_limits(output: Output, facts: Facts) -> Analysis:
+    """``datconnlimit``/``rolconnlimit`` against each database's and role's connections now."""
+    rows = _rows(output)
+    if isinstance(rows, Analysis):
+        return rows
+    return limits.connection_limits(rows, facts)
