@@ -239,3 +239,49 @@ Events:            <none>
     tools = [c.tool for c in calls]
     assert "describe_pod" in tools and "describe_nodes" in tools, tools
     assert "low on resource: memory" in reply
+
+
+# -- webserver --------------------------------------------------------------------------------------
+
+WEB = load_analyzers(BUILTIN_BUNDLES / "webserver")
+NGINX_T_FAILS = """nginx: [emerg] unknown directive "proxy_bufer_size" in /etc/nginx/sites-enabled/shop.conf:27
+nginx: configuration file /etc/nginx/nginx.conf test failed
+"""
+
+
+def test_a_config_error_while_the_server_runs_says_the_reload_would_fail_not_that_it_is_down() -> None:
+    out = Output(argv=["nginx", "-t"], exit_code=1, stdout="", stderr=NGINX_T_FAILS, params={})
+    running = analyze(WEB, "web.config_test", out, {"server_active": "active"})
+    assert "config_error" in codes(running)
+    assert "still running on its previous configuration" in text(running) and "a reload or restart would fail" in text(running)
+    stopped = analyze(WEB, "web.config_test", out, {"server_active": "failed"})
+    assert "cannot start, and a reload would fail" in text(stopped) and "still running" not in text(stopped)
+
+
+def test_a_php_version_in_words_names_the_fpm_unit() -> None:
+    slots = SQUADS["webserver"].playbook().slots
+    for message in ("its php 8.2", "PHP8.1 site", "php-fpm 7.4 pool", "restart php8.3-fpm"):
+        value = extraction.extract(message, slots).values.get("php_fpm_unit")
+        assert value is not None and value.startswith("php") and value.endswith("-fpm"), (message, value)
+    assert extraction.extract("its php 8.2", slots).values["php_fpm_unit"] == "php8.2-fpm"
+    assert "php_fpm_unit" not in extraction.extract("php is slow on web-8", slots).values
+
+
+def test_restart_php_fpm_on_a_host_named_web_n_asks_approval_for_the_versioned_unit() -> None:
+    squad = SQUADS["webserver"]
+    turn = RunbookBrain(squad.playbook()).turn("please restart php-fpm on web-7, the admin pages hang. php 8.1", State())
+    steps: list[Say | Call] = []
+    result: CallResult | None = None
+    while True:
+        try:
+            step = turn.send(result)
+        except StopIteration:
+            break
+        steps.append(step)
+        result = None
+        if isinstance(step, Call):
+            assert step.hold and step.tool == "restart_php_fpm", step
+            argv = render(squad.tool(step.tool), step.params)
+            assert argv[:3] == ["systemctl", "restart", "php8.1-fpm"], argv
+            result = CallResult(status="approval", argv=argv, tool=step.tool, node="n1", approval_id="1", reason="held")
+    assert [s for s in steps if isinstance(s, Call)], steps

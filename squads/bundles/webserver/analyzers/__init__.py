@@ -92,8 +92,14 @@ def _module_for(message: str) -> str | None:
     return APACHE_MODULES.get(found.group(1).lower()) if found else None
 
 
-def _config_findings(result: Analysis, errors: list[lp.ConfigError], how: str) -> None:
-    """A finding per configuration error, naming the missing Apache module when that is the cause."""
+def _config_findings(result: Analysis, errors: list[lp.ConfigError], how: str, *, running: bool = False) -> None:
+    """A finding per configuration error, naming the missing Apache module when that is the cause.
+
+    ``running``: the server is up now (systemd says active), so the error is pending: nothing is down
+    yet, but the next reload or restart would fail."""
+    consequence = ("The server is still running on its previous configuration, so nothing is down yet, but a reload "
+                   "or restart would fail: fix that line before you reload." if running else
+                   "The server cannot start, and a reload would fail, until that line is fixed.")
     for e in errors[:3]:
         where = f"{e.file} line {e.line}" if e.file and e.line is not None else (e.file or "the configuration")
         result.facts["config_errors"] = [f"{e.file}:{e.line}"]
@@ -109,8 +115,7 @@ def _config_findings(result: Analysis, errors: list[lp.ConfigError], how: str) -
         else:
             result.add(
                 "config_error", Severity.CAUSE,
-                f"{how}: {e.message} in {where} ({e.file}:{e.line}). The server cannot start or reload until that "
-                "line is fixed.",
+                f"{how}: {e.message} in {where} ({e.file}:{e.line}). {consequence}",
                 file=e.file, line=e.line,
             )
 
@@ -130,7 +135,7 @@ def config_test(output: Output, facts: Facts) -> Analysis:
         result.add("config_ok", Severity.OK, "The configuration test passes: the syntax is ok and the test is successful.")
         return result
     result = Analysis(summary=f"configuration test failed (exit code {output.exit_code})")
-    _config_findings(result, errors, "The configuration test fails")
+    _config_findings(result, errors, "The configuration test fails", running=facts.get("server_active") == "active")
     if not errors:
         last = next((ln for ln in reversed(output.text.splitlines()) if ln.strip()), "")
         result.add("config_error", Severity.CAUSE, f"The configuration test fails: {last}")
