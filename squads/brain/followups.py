@@ -71,7 +71,7 @@ CHANGED = re.compile(
 )
 AGAIN = re.compile(
     r"\b(?:did (?:it|that|this) (?:work|help|fix)|is it (?:gone|fixed|better|resolved|solved|back)|"
-    r"(?:check|look|try) (?:it )?(?:again|once more)|re-?check|how about now|what about now|and now\?|"
+    r"(?:check|look|try|run)\b(?:\s+\S+){0,3}?\s+(?:again|once more)|re-?check|how about now|what about now|and now\?|"
     r"(?:is it|is that|it's|its) still (?:there|broken|failing|happening|down|full)|should be (?:fixed|gone|"
     r"good|ok|okay|better) now)",
     re.IGNORECASE,
@@ -151,7 +151,8 @@ def answering_steps(tools: Iterable[str], playbook: Playbook, facts: Facts) -> l
                 out.append(bare)
         for name, spec in playbook.tools[tool].params.items():
             for folder in _folders_on(spec, facts.get("full_mounts")):
-                out.append(Step(tool=tool, with_={**_literal_params(by_tool.get(tool, [])), name: folder}))
+                params = {**_literal_params(by_tool.get(tool, [])), name: folder}
+                out.append(Step.model_validate({"tool": tool, "with": params}))
     return out
 
 

@@ -139,7 +139,7 @@ class RunbookBrain:
             for slot in [name for name, spec in self.slots.items() if not spec.keep]:
                 state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
             # A question in a conversation that already has a diagnosis is still a question: answer it first.
-            asking = text if previous is not None and self._follow_up(text) else ""
+            asking = text if previous is not None and self._follow_up(text) and not is_recheck(text) else ""
             yield from self._start(self._covering(text, runbook), found, state, check=check, question=asking)
         elif check and triage is not None:
             yield from self._start(triage, found, state, check=True)
