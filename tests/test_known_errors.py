@@ -62,3 +62,48 @@ def test_explained_lines_are_left_to_the_reasoning() -> None:
     fill_in(result, "\n".join(lines), squad="webserver", source="The error log", explained=lambda ln: "connect()" in ln)
     assert [f.code for f in result.findings] == ["log_unrecognised"]
     assert "nobody has seen" in result.findings[0].text
+
+
+# -- k8s: events and container logs ---------------------------------------------------------------
+EVENTS = """LAST SEEN   TYPE      REASON             OBJECT                  MESSAGE
+2m          Warning   FailedScheduling   pod/api-7d9f8-x2kq9     0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.
+90s         Warning   FailedScheduling   pod/api-7d9f8-x2kq9     0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.
+1m          Warning   Frobnicated        pod/api-7d9f8-x2kq9     the frobnicator could not be reached
+30s         Normal    Scheduled          pod/web-1               Successfully assigned shop/web-1 to node-2
+"""
+
+
+def _k8s(analyzer_fn: object, text: str, **params: str) -> Analysis:
+    assert callable(analyzer_fn)
+    out = analyzer_fn(Output(argv=["kubectl", "get", "events", "-n", "shop"], exit_code=0, stdout=text, stderr="",
+                             params=dict(params)), {"namespace": "shop"})
+    assert isinstance(out, Analysis)
+    return out
+
+
+def test_known_k8s_events_get_their_meaning_and_the_others_stay_listed() -> None:
+    from squads.bundles.k8s.analyzers.cluster import events
+
+    result = _k8s(events, EVENTS)
+    known = [f for f in result.findings if f.code == "log_signature"]
+    assert known and known[0].data["count"] == 2 and "Insufficient cpu" in known[0].text
+    assert "next_checks" in result.facts  # what to run next for it (describe_nodes, top_nodes, ...)
+    listed = [f.text for f in result.findings if f.code == "warning_event"]
+    # The known warning is not listed again as a bare event; the one nobody knows is.
+    assert listed == ["pod/api-7d9f8-x2kq9: Frobnicated: the frobnicator could not be reached"]
+
+
+def test_a_container_log_reports_known_and_unrecognised_errors_and_keeps_its_reasoning() -> None:
+    from squads.bundles.k8s.analyzers.pods import logs
+
+    text = ("2026-11-26T10:00:01Z INFO starting api v2.9.0\n"
+            "2026-11-26T10:00:02Z ERROR dial tcp 10.96.12.7:5432: connect: connection refused\n"
+            "2026-11-26T10:00:03Z ERROR the ledger shard map is corrupt\n"
+            "2026-11-26T10:00:03Z ERROR the ledger shard map is corrupt\n")
+    result = _k8s(logs, text, pod="api-1")
+    codes = [f.code for f in result.findings]
+    assert "dependency_unreachable" in codes  # the reasoning's own finding for the refused connection
+    odd = next(f for f in result.findings if f.code == "log_unrecognised")
+    assert "2 × " in odd.text and "shard map is corrupt" in odd.text
+    assert "connection refused" not in odd.text  # explained by the reasoning, not reported again
+    assert "log_error" not in codes  # its last error line is already quoted

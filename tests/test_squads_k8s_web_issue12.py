@@ -233,4 +233,9 @@ shop        1m          Warning   BackOff     pod/cart-2           Back-off rest
 default     30s         Warning   Evicted     pod/report-9         The node was low on resource: memory.
 """
     result = run(K8S, "k8s.events_all", events)
-    assert codes(result) == {"warning_events"} and "BackOff (2)" in text(result) and "low on resource" in text(result)
+    # The grouped count, then what the catalogue makes of each warning: known (with its count) or unrecognised.
+    assert "warning_events" in codes(result) and codes(result) <= {"warning_events", "log_signature", "log_unrecognised"}
+    assert "BackOff (2)" in text(result) and "low on resource" in text(result)
+    known = {f.data["signature"]: f.data["count"] for f in result.findings if f.code == "log_signature"}
+    assert known.get("k8s-evicted-memory") == 1
+    assert "2 × \"Back-off restarting failed container" in text(result) or 2 in known.values()

@@ -7,7 +7,11 @@ import re
 
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure
+from squads.brain.known_errors import CODES as LOG_CODES
+from squads.brain.known_errors import FACTS as LOG_FACTS
+from squads.brain.known_errors import fill_in
 from squads.brain.models import Analysis, Facts, Severity
+from squads.brain.signatures import catalogue
 
 from .. import kubectl as k
 from . import usage
@@ -123,21 +127,25 @@ def endpoints(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "k8s.events",
-    codes=("warning_event",),
+    facts=LOG_FACTS,
+    codes=("warning_event", *LOG_CODES),
 )
 def events(output: Output, facts: Facts) -> Analysis:
-    """``kubectl get events``: the warnings, newest last."""
+    """``kubectl get events``: the warnings, newest last; a warning the catalogue knows is reported
+    with its meaning, causes and fix (and its count), the others as they are."""
     if failed := failure(output):
         return failed
     rows = k.parse_events(output.stdout)
     warnings = [e for e in rows if e.type == "Warning"]
     result = Analysis(summary=f"{len(rows)} events, {len(warnings)} warnings")
+    known = catalogue("k8s")
     seen: set[str] = set()
     for e in warnings[-6:]:
         key = f"{e.object}{e.reason}"
-        if key not in seen:
+        if key not in seen and known.match(e.message) is None:
             seen.add(key)
             result.add("warning_event", Severity.INFO, f"{e.object}: {e.reason}: {e.message}")
+    fill_in(result, "\n".join(e.message for e in warnings), squad="k8s", source="The event list")
     return result
 
 

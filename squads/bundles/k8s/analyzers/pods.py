@@ -7,6 +7,9 @@ import re
 
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure
+from squads.brain.known_errors import CODES as LOG_CODES
+from squads.brain.known_errors import FACTS as LOG_FACTS
+from squads.brain.known_errors import fill_in
 from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers.logs import find_host_ports
@@ -524,9 +527,9 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
 
 @analyzer(
     "k8s.logs",
-    facts=("dependency_hosts", "dependency_ports", "dependency_remote", "unresolved_names"),
+    facts=("dependency_hosts", "dependency_ports", "dependency_remote", "unresolved_names", *LOG_FACTS),
     codes=("dependency_unreachable", "dns_unresolved", "log_config_error", "log_error", "log_probe_path",
-           "probe_wrong_port"),
+           "probe_wrong_port", *LOG_CODES),
 )
 def logs(output: Output, facts: Facts) -> Analysis:
     """Container logs: unreachable dependencies (host:port) and the last fatal error."""
@@ -585,8 +588,12 @@ def logs(output: Output, facts: Facts) -> Analysis:
     if remote:
         result.facts["dependency_remote"] = remote
     _probe_port(result, pod, lines, facts)
+    # The catalogue reads the lines the reasoning above did not (unreachable hosts, names, config errors):
+    # known errors with meaning and fix, the others as unrecognised errors with counts.
+    fill_in(result, output.text, squad="k8s", source=f"{pod}'s log",
+            explained=lambda line: line in network or any(p.search(line) for p in DNS_ERRORS))
     errors = [line.strip() for line in lines if APP_ERRORS.search(line)]
-    if errors:
+    if errors and not any(errors[-1][:300] in f.text for f in result.findings):  # not quoted by the catalogue already
         result.add("log_error", Severity.PROBLEM if not targets else Severity.INFO, f"Last error in {pod}'s log: {errors[-1][:300]}")
     return result
 

@@ -8,6 +8,9 @@ from collections import Counter
 
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure
+from squads.brain.known_errors import CODES as LOG_CODES
+from squads.brain.known_errors import FACTS as LOG_FACTS
+from squads.brain.known_errors import fill_in
 from squads.brain.models import Analysis, Facts, Severity
 
 from .. import kubectl as k
@@ -279,7 +282,7 @@ def dns_logs(output: Output, facts: Facts) -> Analysis:
     return result
 
 
-@analyzer("k8s.events_all", facts=("warning_objects",), codes=("no_data", "warning_events"))
+@analyzer("k8s.events_all", facts=("warning_objects", *LOG_FACTS), codes=("no_data", "warning_events", *LOG_CODES))
 def events_all(output: Output, facts: Facts) -> Analysis:
     """``kubectl get events -A``: warning events across the cluster, grouped by reason."""
     if failed := failure(output):
@@ -291,6 +294,8 @@ def events_all(output: Output, facts: Facts) -> Analysis:
     result = Analysis(summary=f"{len(rows)} events, {len(warnings)} warnings")
     if not warnings:
         return result
+    # What the catalogue knows of each warning (meaning, fix, count), before the grouped summary quotes the latest.
+    fill_in(result, "\n".join(r.get("MESSAGE", "") for r in warnings), squad="k8s", source="The cluster's event list")
     reasons = Counter(r.get("REASON", "?") for r in warnings)
     last = warnings[-1]
     result.facts["warning_objects"] = [f"{r.get('NAMESPACE')}/{r.get('OBJECT')}" for r in warnings[-3:]]
