@@ -15,7 +15,7 @@ from squads.brain.models import Analysis, Facts, Finding, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 
-from . import hunt, review
+from . import hunt, posture, review
 
 BRUTE_FORCE = 5  # failed attempts from one source
 # Daemons that normally listen on a server; anything else is reported for a human to account for.
@@ -100,7 +100,7 @@ def _public(source: str) -> bool:
         "account_created_package", "account_created_person", "account_created_uid0", "no_data",
         "ssh_accepted", "ssh_breach", "ssh_bruteforce", "ssh_crafted_user", "ssh_distributed", "ssh_failed_logins",
         "ssh_login_after_failures", "ssh_login_new_source", "ssh_none_accepted", "ssh_preauth_noise", "ssh_root_login",
-        "ssh_service_account_login", *LOG_CODES,
+        "ssh_service_account_login", "reboot_by_user", "reboot_not_requested", *LOG_CODES,
     ),
 )
 def ssh_log(output: Output, facts: Facts) -> Analysis:
@@ -110,6 +110,9 @@ def ssh_log(output: Output, facts: Facts) -> Analysis:
     if not any(f.code == "no_data" for f in result.findings):
         what = "The auth log" if output.argv[:1] == ["tail"] else "sshd's journal"
         fill_in(result, output.text, squad="security", source=what, explained=_auth_explained)
+        message = str(facts.get("message", ""))
+        posture.login_refusals(result, message)
+        posture.reboot_commands(result, output.text, message)
     return result
 
 
@@ -202,8 +205,8 @@ def _ssh_reasoning(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "sec.listeners",
-    facts=("listener_pids",),
-    codes=("listener_disguised", "listener_exposed_db", "listener_suspicious", "listener_unknown", "listeners_ok", "no_data"),
+    facts=("listener_pids", "sshd_ports"),
+    codes=("listener_amplifier", "listener_disguised", "listener_exposed_db", "listener_suspicious", "listener_unknown", "listeners_ok", "no_data"),
 )
 def listeners(output: Output, facts: Facts) -> Analysis:
     """``ss -ltnup``: listeners that no known service accounts for; one named like a kernel thread first."""
@@ -230,6 +233,9 @@ def listeners(output: Output, facts: Facts) -> Analysis:
         disguised = [p for p in s.processes if hunt.KERNEL_THREAD.match(p.name)]
         for p in disguised:
             result.facts.setdefault("listener_pids", []).append(str(p.pid))
+        if "sshd" in names and s.port is not None and s.port != 22:
+            if str(s.port) not in result.facts.setdefault("sshd_ports", []):
+                result.facts["sshd_ports"].append(str(s.port))
         if disguised:
             odd = True
             result.findings.insert(0, Finding(
@@ -250,17 +256,14 @@ def listeners(output: Output, facts: Facts) -> Analysis:
                 "it looks like a backdoor or a leftover debug listener. Find who started it before killing it.",
                 port=s.port, pid=suspicious[0].pid,
             )
+        elif posture.exposed_listener(result, s):
+            odd = True
         elif unknown:
             odd = True
             result.add(
                 "listener_unknown", Severity.PROBLEM,
                 f"{procs} listens on port {s.port} ({where}){' on every interface' if exposed else ''}; no known service accounts for it.",
                 port=s.port,
-            )
-        elif exposed and names and any(n in ("postgres", "mysqld", "mariadbd", "redis-server", "memcached") for n in names):
-            result.add(
-                "listener_exposed_db", Severity.PROBLEM,
-                f"{procs} listens on {where}, every interface: a database should normally listen on localhost or a private address.",
             )
     if not odd:
         result.add("listeners_ok", Severity.OK, "Every listener belongs to a known service.")
@@ -269,7 +272,7 @@ def listeners(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "sec.setuid",
-    codes=("setuid_ok", "setuid_outside"),
+    codes=("setuid_interpreter", "setuid_ok", "setuid_outside"),
 )
 def setuid(output: Output, facts: Facts) -> Analysis:
     """``find -perm -4000``: setuid files outside the system's own directories."""
@@ -285,7 +288,8 @@ def setuid(output: Output, facts: Facts) -> Analysis:
             "a classic privilege-escalation backdoor. Check who owns it and when it appeared.",
             path=path,
         )
-    if paths and not outside:
+    interpreters = posture.setuid_gtfo(result, [p for p in paths if p not in outside])
+    if paths and not outside and not interpreters:
         result.add("setuid_ok", Severity.OK, f"All {len(paths)} setuid files are in system directories.")
     return result
 
@@ -339,7 +343,8 @@ def accounts(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "sec.sshd",
-    codes=("no_data", "sshd_maxauthtries", "sshd_noncompliant", "sshd_ok", "sshd_root_password",
+    codes=("no_data", "sshd_allow_lists", "sshd_extra_port", "sshd_maxauthtries", "sshd_noncompliant", "sshd_ok",
+           "sshd_rogue_port", "sshd_root_password", "sshd_user_not_allowed", "sshd_weak_crypto",
            *(f"sshd_{key}" for key in (*RISKY_SSHD, *FORWARDING))),
 )
 def sshd(output: Output, facts: Facts) -> Analysis:
@@ -373,12 +378,17 @@ def sshd(output: Output, facts: Facts) -> Analysis:
             risky += 1
             result.add(f"sshd_{key}", Severity.PROBLEM if key in ("gatewayports", "permittunnel") else Severity.INFO,
                        f"{key} {' '.join(sorted(values))}: {text}.")
+    risky += posture.sshd_crypto(result, config)
+    posture.sshd_ports(result, config, [str(p) for p in facts.get("sshd_ports", [])])
+    posture.sshd_allow_lists(result, config, str(facts.get("message", "")))
+    risky += sum(f.code in ("sshd_extra_port", "sshd_rogue_port") for f in result.findings)
     tries = config.get("maxauthtries", [""])[0]
     if tries.isdigit() and int(tries) > 4:
         result.add("sshd_maxauthtries", Severity.INFO, f"maxauthtries {tries}: each connection may guess {tries} times (3 is usual).")
     if not risky:
         result.add("sshd_ok", Severity.OK, "sshd's effective settings have none of the usual risky options.")
-    serious = [f for f in result.findings if f.severity >= Severity.PROBLEM]
+    # Who may log in (AllowUsers) is a policy, not a weakness: it answers "X can't log in", not the audit.
+    serious = [f for f in result.findings if f.severity >= Severity.PROBLEM and f.code != "sshd_user_not_allowed"]
     if serious:
         result.add(
             "sshd_noncompliant", Severity.CAUSE,
@@ -416,7 +426,8 @@ def _usual_networks(message: str, sources: list[str]) -> list[ipaddress.IPv4Netw
 
 @analyzer(
     "sec.last",
-    codes=("login_from_attacker", "login_unusual_source", "no_data", "no_open_sessions", "session_open"),
+    codes=("last_crash", "last_reboots", "login_from_attacker", "login_unusual_source", "no_data", "no_open_sessions",
+           "session_open", "wtmp_span", "wtmp_truncated"),
 )
 def last(output: Output, facts: Facts) -> Analysis:
     """``last``: recent logins and where they came from."""
@@ -450,6 +461,7 @@ def last(output: Output, facts: Facts) -> Analysis:
             result.add("session_open", Severity.INFO, f"{x.user} is still logged in from {x.source or 'the console'} ({x.when}).")
     if logins and not any(x.still_logged_in for x in logins):
         result.add("no_open_sessions", Severity.INFO, "Nobody in this list is still logged in: every session has ended.")
+    posture.last_history(result, output.stdout, sp.parse_last(output.stdout), str(facts.get("message", "")))
     return result
 
 
