@@ -107,3 +107,27 @@ def test_a_container_log_reports_known_and_unrecognised_errors_and_keeps_its_rea
     assert "2 × " in odd.text and "shard map is corrupt" in odd.text
     assert "connection refused" not in odd.text  # explained by the reasoning, not reported again
     assert "log_error" not in codes  # its last error line is already quoted
+
+
+# -- database: the server log ----------------------------------------------------------------------
+PG_LOG = """2026-11-26 03:10:01.123 UTC [2211] app@shop ERROR:  deadlock detected
+2026-11-26 03:10:01.123 UTC [2211] app@shop DETAIL:  Process 2211 waits for ShareLock on transaction 9911; blocked by process 2212.
+2026-11-26 03:11:30.002 UTC [2290] app@shop FATAL:  terminating connection due to conflict with recovery
+2026-11-26 03:12:07.001 UTC [2302] app@shop ERROR:  frobnication of the ledger failed
+2026-11-26 03:12:08.001 UTC [2303] app@shop ERROR:  frobnication of the ledger failed
+2026-11-26 03:12:09.001 UTC [2304] LOG:  checkpoint starting: time
+"""
+
+
+def test_the_server_log_reasoning_wins_and_the_catalogue_fills_in() -> None:
+    from squads.bundles.database.analyzers import server_log
+
+    result = server_log(Output(argv=["tail", "-n", "500", "/var/log/postgresql/postgresql-16-main.log"], exit_code=0,
+                               stdout=PG_LOG, stderr=""), {})
+    codes = [f.code for f in result.findings]
+    assert "pg_deadlock" in codes  # the database checks read the deadlock and its DETAIL to the end
+    quoted = "\n".join(f.text for f in result.findings if f.code.startswith("log_"))
+    assert "deadlock" not in quoted.lower() and "Process 2211" not in quoted  # not reported twice
+    odd = next(f for f in result.findings if f.code == "log_unrecognised")
+    assert "2 × " in odd.text and "frobnication of the ledger failed" in odd.text
+    assert "pg_log_error" not in codes  # its last error line is already quoted, with its count

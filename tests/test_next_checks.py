@@ -40,7 +40,8 @@ def webserver() -> SquadSpec:
     return load_bundle(BUILTIN_BUNDLES / "webserver")
 
 
-def converse(squad: SquadSpec, text: str, log: str, *, playbook: Playbook | None = None) -> tuple[list[Call], str]:
+def converse(squad: SquadSpec, text: str, log: str, *, playbook: Playbook | None = None,
+             outputs: dict[str, str] | None = None) -> tuple[list[Call], str]:
     """One turn against outputs per tool; each call's argv is rendered from the real tool spec."""
     brain, state = RunbookBrain(playbook or squad.playbook()), State()
     gen = brain.turn(text, state)
@@ -59,7 +60,7 @@ def converse(squad: SquadSpec, text: str, log: str, *, playbook: Playbook | None
         calls.append(step)
         assert step.tool is not None and not step.hold
         argv = render(squad.tool(step.tool), step.params)
-        stdout = log if step.tool in ("error_log", "service_journal") else OUTPUTS.get(step.tool, "")
+        stdout = log if step.tool in ("error_log", "service_journal") else {**OUTPUTS, **(outputs or {})}.get(step.tool, "")
         result = CallResult("ran", argv=argv, tool=step.tool, exit_code=0, stdout=stdout, node="web-1", agent="a")
 
 
@@ -67,15 +68,28 @@ def _tools(calls: list[Call]) -> list[str | None]:
     return [c.tool for c in calls]
 
 
+# The backend listens again by the time we look: the log's refusals are the only lead, no cause is known.
+BACKEND_BACK = {"listening_sockets": OUTPUTS["listening_sockets"]
+                + "LISTEN 0      128        127.0.0.1:8080      0.0.0.0:*     users:((\"gunicorn\",pid=3011,fd=5))\n"}
+
+
 def test_a_signature_next_check_runs_after_the_runbook_steps(webserver: SquadSpec) -> None:
-    calls, reply = converse(webserver, "nginx returns 502 bad gateway", REFUSED)
+    calls, reply = converse(webserver, "nginx returns 502 bad gateway", REFUSED, outputs=BACKEND_BACK)
     tools = _tools(calls)
-    # nginx-upstream-refused lists listening_sockets and service_status (both already run by the
-    # runbook, so not again) and processes, which no step of the runbook asked for here.
+    # nginx-upstream-refused lists listening_sockets and processes: the runbook ran the listeners
+    # already (not again), so only processes, which no step of the runbook asked for here, runs.
     assert tools[-1] == "processes"
     assert "next check" in calls[-1].why and "nginx-upstream-refused" in calls[-1].why
-    assert tools.count("listening_sockets") == 1 and tools.count("service_status") == 1
-    assert "ps " in reply or "`ps" in reply  # listed among what was checked
+    assert tools.count("listening_sockets") == 1
+    assert "`ps " in reply  # listed among what was checked
+
+
+def test_no_next_check_once_the_runbook_found_a_cause(webserver: SquadSpec) -> None:
+    # Nothing listens on 8080: the listeners analyzer establishes the cause (the upstream is down),
+    # so the log's other leads are context, not more commands.
+    calls, reply = converse(webserver, "nginx returns 502 bad gateway", REFUSED + ENOSPC)
+    assert not [c for c in calls if "next check" in c.why]
+    assert "8080" in reply
 
 
 def _without_disk_step(squad: SquadSpec) -> Playbook:
@@ -88,7 +102,7 @@ def _without_disk_step(squad: SquadSpec) -> Playbook:
 
 def test_a_disk_full_line_makes_df_run_first_and_its_finding_lead(webserver: SquadSpec) -> None:
     calls, reply = converse(webserver, "nginx returns 502 bad gateway", ENOSPC + REFUSED,
-                            playbook=_without_disk_step(webserver))
+                            playbook=_without_disk_step(webserver), outputs=BACKEND_BACK)
     next_tools = [c.tool for c in calls if "next check" in c.why]
     # The crit line's checks come before those of the error line.
     assert next_tools[:2] == ["disk_usage", "processes"]
@@ -106,8 +120,8 @@ def test_next_checks_never_exceed_the_runbook_cap(webserver: SquadSpec) -> None:
     book = squad.playbook()
     capped = [r.model_copy(update={"max_steps": 3}) if r.name == "upstream-errors" else r for r in book.runbooks]
     small = Playbook(**{**book.__dict__, "runbooks": capped})
-    calls, _ = converse(squad, "nginx returns 502 bad gateway", REFUSED, playbook=small)
-    assert len(calls) == 3
+    calls, _ = converse(squad, "nginx returns 502 bad gateway", REFUSED, playbook=small, outputs=BACKEND_BACK)
+    assert len(calls) == 3 and not [c for c in calls if "next check" in c.why]  # uncapped, ps would run (above)
 
 
 def test_a_clean_log_runs_no_next_check(webserver: SquadSpec) -> None:
@@ -151,5 +165,5 @@ def test_a_state_changing_next_check_is_never_run(webserver: SquadSpec) -> None:
     tools: dict[str, Any] = dict(book.tools)
     tools["processes"] = ToolInfo(description="ps", params={}, changes=True)
     changed = Playbook(**{**book.__dict__, "tools": tools})
-    calls, _ = converse(webserver, "nginx returns 502 bad gateway", REFUSED, playbook=changed)
+    calls, _ = converse(webserver, "nginx returns 502 bad gateway", REFUSED, playbook=changed, outputs=BACKEND_BACK)
     assert "processes" not in [c.tool for c in calls if "next check" in c.why]

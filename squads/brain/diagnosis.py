@@ -80,7 +80,11 @@ class Runner:
         """Once per diagnosis, after the runbook's own steps: the tools the matched error signatures
         name as next checks ("No space left on device" -> ``df -h``), most severe signature first,
         each at most once, never one that already ran, never one that changes anything (only the
-        read-only tools of ``next_plans`` are known), within what is left of ``max_steps``."""
+        read-only tools of ``next_plans`` are known), within what is left of ``max_steps``. Only while
+        the diagnosis has no cause of its own: once an analyzer established one (the disk is full, the
+        upstream is down), the log's other errors are context, not leads worth more commands."""
+        if any(f.severity >= Severity.CAUSE and f.code != SIGNATURE for f in self.outcome.findings):
+            return
         for tool, why in wanted_checks(self.outcome.findings):
             if budget <= 0:
                 return

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from squads.brain.analyzers import Output, analyzer
+from squads.brain.known_errors import CODES as CATALOGUE_CODES
+from squads.brain.known_errors import FACTS as CATALOGUE_FACTS
+from squads.brain.known_errors import fill_in
 from squads.brain.analyzers.common import failure, filesystem_note, no_disk_data, real_filesystems, usage_words
 from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
@@ -470,10 +473,10 @@ LOG_CAUSES = [
 
 @analyzer(
     "pg.log",
-    facts=("disk_full_suspected", *checks.LOG_FACTS, *logread.FACTS),
+    facts=("disk_full_suspected", *checks.LOG_FACTS, *logread.FACTS, *CATALOGUE_FACTS),
     codes=(
         "no_data", "pg_disk_full", "pg_hint", "pg_lifecycle", "pg_log_error", "pg_too_many_clients", *(code for _, code, _ in
-        LOG_CAUSES), *checks.LOG_CODES, *logread.CODES,
+        LOG_CAUSES), *checks.LOG_CODES, *logread.CODES, *CATALOGUE_CODES,
     ),
 )
 def server_log(output: Output, facts: Facts) -> Analysis:
@@ -517,13 +520,28 @@ def server_log(output: Output, facts: Facts) -> Analysis:
     checks.log_findings(result, parsed, facts)
     logread.log_findings(result, parsed, facts, output.stdout)
     known.extend(p for p in bad if logread.recognised(p))
-    known.extend(p for p in bad if any(marker in p.message for marker in (
-        "too many connections for", "remaining connection slots", "out of shared memory", "duplicate key value",
-        "lock timeout", "administrator command", "deadlock detected", "wraparound", "must be vacuumed")))
+    known.extend(p for p in bad if any(marker in p.message for marker in READ_HERE))
+    # The reasoning above wins for the lines it read (at any level); the catalogue reports the rest:
+    # known messages and SQLSTATEs with meaning, fix and count, and the error lines nobody recognises.
+    read = [p for p in parsed if p in known or logread.recognised(p) or any(m in p.message for m in READ_HERE)
+            or any(needle in p.message.lower() for needle, _ in LIFECYCLE)]
+    messages, pids = {p.message for p in read}, {p.pid for p in read if p.pid is not None}
+
+    def explained(line: str) -> bool:
+        p = lp.parse_pg_log(line)  # a DETAIL/HINT/... line belongs to its process's message above it
+        return p is not None and (p.message in messages or p.level in ATTACHED and p.pid in pids)
+
+    fill_in(result, output.stdout, squad="database", source="The server log", explained=explained)
     other = [p for p in bad if p not in known]
-    if other:
+    if other and not any(other[-1].message[:200] in f.text for f in result.findings):  # not quoted by the catalogue
         result.add("pg_log_error", Severity.PROBLEM if not space else Severity.INFO, f"Last error in the log: {other[-1].level}: {other[-1].message}")
     return result
+
+
+ATTACHED = ("DETAIL", "HINT", "CONTEXT", "STATEMENT", "QUERY", "LOCATION")
+# Messages the database checks (checks.py) read to the end: the catalogue does not report them again.
+READ_HERE = ("too many connections for", "remaining connection slots", "out of shared memory", "duplicate key value",
+             "lock timeout", "administrator command", "deadlock detected", "wraparound", "must be vacuumed")
 
 
 @analyzer(
