@@ -414,7 +414,8 @@ def log_findings(report: LogReport, *, source: str = "The log") -> tuple[dict[st
         data = {"signature": s.id, "line": m.line, "count": m.count, "fix": m.fix, "program": s.program,
                 "rank": s.rank, "next_checks": list(s.next_checks)}
         if s.rank <= LEVELS["error"] or m is report.decisive:
-            causes = f" Likely causes: {'; '.join(s.causes)}." if s.causes else ""
+            # Causes may name groups too ({user}, {port}): rendered like the meaning, never as a raw placeholder.
+            causes = f" Likely causes: {'; '.join(s.render(c, m.groups) for c in s.causes)}." if s.causes else ""
             text = f"{_times(m.count)}\"{m.line}\" ({s.severity}): {m.meaning}{causes} Fix: {m.fix}"
         else:
             text = f"{_times(m.count)}\"{m.line}\" ({s.severity}): {m.meaning}"
