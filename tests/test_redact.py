@@ -466,3 +466,14 @@ def test_one_megabyte_adversarial_input_completes_and_is_stable(name: str) -> No
     assert len(text) >= MB * 0.9
     redacted, _kinds = redact(text)
     assert redact(redacted)[0] == redacted
+
+
+def test_short_values_are_redacted_every_time_they_repeat() -> None:
+    # Short event fields are remembered (they repeat in every transcript event): a repeat of a secret
+    # must come back redacted too, and a long value is searched as before.
+    event = {"argv": ["aws", "--key", AWS_KEY], "node": "web-1", "output": "x" * 300 + " " + AWS_KEY}
+    for _ in range(3):
+        clean = redact_value(event)
+        assert isinstance(clean, dict)
+        assert AWS_KEY not in repr(clean) and clean["node"] == "web-1"
+        assert clean["argv"][:2] == ["aws", "--key"] and clean["argv"][2].startswith("[REDACTED")

@@ -28,6 +28,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["KINDS", "Redaction", "find_secrets", "redact", "redact_value"]
 
@@ -431,13 +432,23 @@ def redact(text: str) -> tuple[str, list[str]]:
     return _replace(text, secrets)[0], [secret.kind for secret in secrets]
 
 
+SHORT = 256  # event fields this short (an argv word, a node, a status) repeat constantly: remembered
+
+
+@lru_cache(maxsize=8192)
+def _redacted_short(text: str) -> str:
+    # redact is a pure function of its text, so a short string seen before (every transcript event
+    # carries the same names and argv words) is not searched again.
+    return redact(text)[0]
+
+
 def redact_value(value: object) -> object:
     """Redact every string inside nested dicts, lists and tuples (dict keys are left as they are).
 
     Returns new containers; any other type is returned unchanged.
     """
     if isinstance(value, str):
-        return redact(value)[0]
+        return _redacted_short(value) if len(value) <= SHORT else redact(value)[0]
     if isinstance(value, dict):
         return {key: redact_value(item) for key, item in value.items()}
     if isinstance(value, list):
