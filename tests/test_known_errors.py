@@ -131,3 +131,36 @@ def test_the_server_log_reasoning_wins_and_the_catalogue_fills_in() -> None:
     odd = next(f for f in result.findings if f.code == "log_unrecognised")
     assert "2 × " in odd.text and "frobnication of the ledger failed" in odd.text
     assert "pg_log_error" not in codes  # its last error line is already quoted, with its count
+
+
+DESCRIBE_SANDBOX = """Name:             api-7d9f8-x2kq9
+Namespace:        shop
+Node:             node-2/10.0.0.12
+Status:           Pending
+Containers:
+  api:
+    Image:          registry.example.com/api:2.9.0
+    State:          Waiting
+      Reason:       ContainerCreating
+    Ready:          False
+    Restart Count:  0
+Conditions:
+  Type              Status
+  PodScheduled      True
+  Ready             False
+Events:
+  Type     Reason                  Age                From               Message
+  ----     ------                  ----               ----               -------
+  Normal   Scheduled               3m                 default-scheduler  Successfully assigned shop/api-7d9f8-x2kq9 to node-2
+  Warning  FailedCreatePodSandBox  12s (x4 over 2m)   kubelet            Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox "3f2e": plugin type="calico" failed (add): failed to request IPv4 addresses: IPAM: failed to allocate IP: no IP addresses available in range set
+"""
+
+
+def test_a_pod_the_reasoning_finds_nothing_wrong_with_reads_its_warning_events_from_the_catalogue() -> None:
+    from squads.bundles.k8s.analyzers.pods import describe_pod
+
+    result = describe_pod(Output(argv=["kubectl", "describe", "pod", "api-7d9f8-x2kq9", "-n", "shop"], exit_code=0,
+                                 stdout=DESCRIBE_SANDBOX, stderr="", params={"pod": "api-7d9f8-x2kq9"}), {})
+    caught = [f for f in result.findings if f.code in ("log_signature", "log_unrecognised")]
+    assert caught and "no IP addresses available" in caught[0].text
+    assert max(f.severity for f in result.findings) >= Severity.PROBLEM  # never "nothing wrong"

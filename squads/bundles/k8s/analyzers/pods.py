@@ -233,12 +233,13 @@ def _requests(info: k.PodInfo) -> str:
         "crashing_pods", "env_dependencies", "failing_inits", "insufficient_resources", "last_pod",
         "liveness_ports", "pending_node_selector",
         "pending_requests", "pending_taints", "pod_limits", "probe_failing_pods", "probe_paths", "unbound_claims",
+        *LOG_FACTS,
     ),
     codes=(
         "container_config", "cpu_at_limit", "crashloop", "exits_zero", "memory_at_limit", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
         "oom_killed", "pending_affinity", "pending_insufficient", "pending_nodes_down", "pending_other",
         "pending_taint", "pending_unbound_pvc", "pod_evicted", "pod_running", "probe_failing",
-        "selector_label_mismatch", "volume_mount_failed", "volume_multi_attach",
+        "selector_label_mismatch", "volume_mount_failed", "volume_multi_attach", *LOG_CODES,
     ),
 )
 def describe_pod(output: Output, facts: Facts) -> Analysis:
@@ -288,6 +289,11 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
         _container(result, name, info, c)
     _volume_events(result, name, info)
     usage.after_describe(result, name, info, facts)
+    if not any(f.severity >= Severity.PROBLEM for f in result.findings):
+        # The reasoning above found nothing wrong: what the catalogue knows of the pod's warning events
+        # (a sandbox, mount or network failure it has no rule for), else they are unrecognised errors.
+        fill_in(result, "\n".join(e.message for e in info.events if e.type == "Warning"), squad="k8s",
+                source=f"{name}'s events")
     if not result.findings and info.status == "Running":
         result.add("pod_running", Severity.OK, f"{name} is Running.")
     return result
