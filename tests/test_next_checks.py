@@ -167,3 +167,9 @@ def test_a_state_changing_next_check_is_never_run(webserver: SquadSpec) -> None:
     changed = Playbook(**{**book.__dict__, "tools": tools})
     calls, _ = converse(webserver, "nginx returns 502 bad gateway", REFUSED, playbook=changed, outputs=BACKEND_BACK)
     assert "processes" not in [c.tool for c in calls if "next check" in c.why]
+
+
+def test_a_status_without_a_main_pid_line_never_prints_none(webserver: SquadSpec) -> None:
+    # OUTPUTS' systemctl status has no "Main PID:" line (a unit started moments ago, a trimmed paste).
+    _, reply = converse(webserver, "nginx returns 502 bad gateway", REFUSED, outputs=BACKEND_BACK)
+    assert "nginx is running." in reply and "None" not in reply

@@ -71,7 +71,7 @@ def status(output: Output, facts: Facts) -> Analysis:
         result.facts.update(log_facts)
         result.findings.extend(f for f in log_found if f.code == "log_signature")
     elif parsed.active == "active":
-        result.add("server_running", Severity.OK, f"{unit} is running (main PID {parsed.main_pid}).")
+        result.add("server_running", Severity.OK, f"{unit} is running" + (f" (main PID {parsed.main_pid})." if parsed.main_pid else "."))
     return result
 
 

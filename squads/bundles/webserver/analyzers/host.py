@@ -153,7 +153,7 @@ def php_fpm_status(output: Output, facts: Facts) -> Analysis:
                    f"{unit} is not running: systemd reports failed ({parsed.sub}) since {parsed.since}; every PHP "
                    "request nginx passes to it fails with 502.", unit=unit)
     elif parsed.active == "active":
-        result.add("php_fpm_running", Severity.INFO, f"{unit} is running (main PID {parsed.main_pid}).")
+        result.add("php_fpm_running", Severity.INFO, f"{unit} is running" + (f" (main PID {parsed.main_pid})." if parsed.main_pid else "."))
     return result
 
 
