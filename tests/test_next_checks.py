@@ -173,3 +173,44 @@ def test_a_status_without_a_main_pid_line_never_prints_none(webserver: SquadSpec
     # OUTPUTS' systemctl status has no "Main PID:" line (a unit started moments ago, a trimmed paste).
     _, reply = converse(webserver, "nginx returns 502 bad gateway", REFUSED, outputs=BACKEND_BACK)
     assert "nginx is running." in reply and "None" not in reply
+
+
+def test_a_check_cut_short_is_one_gap_not_two() -> None:
+    from squads.brain.analyzers import shared
+    from squads.brain.diagnosis import Runner
+    from squads.brain.models import Runbook
+
+    runbook = Runbook.model_validate({"name": "r", "title": "R", "triggers": ["r"], "steps": [{"tool": "t"}]})
+    runner = Runner(registry=shared(), analyzers={"t": None}, runbook=runbook, facts={}, results={})
+    gen = runner.run(runbook.steps)
+    call = next(gen)
+    assert call.tool == "t"
+    try:
+        gen.send(CallResult("ran", argv=["find", "/", "-xdev", "-perm", "-4000"], tool="t", exit_code=0,
+                            stdout="/usr/bin/passwd\n", timed_out=True))
+    except StopIteration as done:
+        outcome = done.value
+    gaps = [g for g in outcome.gaps if "cut short" in g]
+    assert len(gaps) == 1 and "ran out of time" in gaps[0]
+
+
+def test_a_missing_program_whose_analyzer_said_no_data_is_one_gap() -> None:
+    from squads.brain.analyzers import shared
+    from squads.brain.diagnosis import Runner
+    from squads.brain.models import Analysis, Registered, Runbook
+
+    def reader(output: Any, facts: Any) -> Analysis:
+        out = Analysis("no data")
+        out.add("no_data", Severity.INFO, "lastb could not run: lastb: command not found", check="failed logins")
+        return out
+
+    registry = {**shared(), "t.read": Registered("t.read", reader, frozenset(), frozenset({"no_data"}))}
+    runbook = Runbook.model_validate({"name": "r", "title": "R", "triggers": ["r"], "steps": [{"tool": "t"}]})
+    runner = Runner(registry=registry, analyzers={"t": "t.read"}, runbook=runbook, facts={}, results={})
+    gen = runner.run(runbook.steps)
+    next(gen)
+    try:
+        gen.send(CallResult("ran", argv=["lastb", "-n", "50"], tool="t", exit_code=127, stderr="lastb: command not found"))
+    except StopIteration as done:
+        outcome = done.value
+    assert len(outcome.gaps) == 1 and "command not found" in outcome.gaps[0]

@@ -133,16 +133,11 @@ class Runner:
                 out.gaps.append(no_data_gap(result.argv, finding))
         if all(c.argv != result.argv for c in out.checked):  # a reused output is listed once
             out.checked.append(Checked(result.argv, analysis.summary))
-        if result.timed_out or result.truncated:
+        if result.timed_out or result.truncated:  # answered only in part: one gap, never two
             out.gaps.append(cut_short(shown, result))
-        # A check cut short at its time or size limit (set by the runtime) answered only in part.
-        cut = [w for w, flag in (("its time limit", "timed_out"), ("its output limit", "truncated"))
-               if getattr(result, flag, False)]
-        if cut:
-            out.gaps.append(f"`{' '.join(shown)}` was cut short at {' and '.join(cut)}: I read what it printed, "
-                            "the rest was never seen.")
         missing = result.exit_code in MISSING_PROGRAM
-        if unavailable or missing:
+        said = any(f.code == NO_DATA for f in analysis.findings)  # its analyzer's words already name the gap
+        if (unavailable or missing) and not said:
             why = "the program is not installed here" if missing else (analysis.summary or "it cannot run on this system")
             out.gaps.append(f"`{' '.join(shown)}` could not answer: {why.rstrip('.')}.")
         return not (unavailable or missing)
