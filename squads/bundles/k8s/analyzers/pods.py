@@ -231,7 +231,7 @@ def _requests(info: k.PodInfo) -> str:
     "k8s.describe_pod",
     facts=(
         "crashing_pods", "env_dependencies", "failing_inits", "insufficient_resources", "last_pod",
-        "liveness_ports", "pending_node_selector",
+        "liveness_ports", "not_ready_containers", "pending_node_selector",
         "pending_requests", "pending_taints", "pod_limits", "probe_failing_pods", "probe_paths", "unbound_claims",
         *LOG_FACTS,
     ),
@@ -287,6 +287,14 @@ def describe_pod(output: Output, facts: Facts) -> Analysis:
         _init_container(result, name, c, info)
     for c in info.containers:
         _container(result, name, info, c)
+    # The log of the very container that is not ready or restarting (a sidecar included): `kubectl logs`
+    # without -c reads the default container, which may be the healthy one.
+    sick = [c for c in info.containers if c.ready is False or c.restart_count > 0]
+    if sick and len(info.containers) > 1:
+        result.facts["not_ready_containers"] = [
+            {"pod": name, "container": c.name, "namespace": info.namespace or str(facts.get("namespace", ""))}
+            for c in sick
+        ]
     _volume_events(result, name, info)
     usage.after_describe(result, name, info, facts)
     if not any(f.severity >= Severity.PROBLEM for f in result.findings):
@@ -542,7 +550,10 @@ def logs(output: Output, facts: Facts) -> Analysis:
     if failed := failure(output):
         return failed
     lines = [line for line in output.text.splitlines() if line.strip()]
-    pod = str(output.item or output.params.get("pod", "the pod"))
+    item = output.item.get("pod") if isinstance(output.item, dict) else output.item
+    pod = str(item or output.params.get("pod", "the pod"))
+    if output.params.get("container"):
+        pod = f"{pod} (container {output.params['container']})"
     result = Analysis(summary=f"{len(lines)} log lines")
     unresolved: list[str] = []
     for line in lines:
