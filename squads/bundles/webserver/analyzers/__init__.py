@@ -14,6 +14,7 @@ from squads.brain.signatures import CODES as LOG_CODES
 from squads.brain.signatures import FACTS as LOG_FACTS
 from squads.brain.signatures import log_findings, match_log
 
+from .. import explain
 from .. import listeners as refused
 
 APP_SERVERS = {"gunicorn", "uwsgi", "uvicorn", "python", "python3", "node", "java", "puma", "unicorn", "php-fpm",
@@ -115,14 +116,14 @@ def _config_findings(result: Analysis, errors: list[lp.ConfigError], how: str, *
         else:
             result.add(
                 "config_error", Severity.CAUSE,
-                f"{how}: {e.message} in {where} ({e.file}:{e.line}). {consequence}",
+                f"{how}: {e.message} in {where} ({e.file}:{e.line}).{explain.context_note(e.message, e.file)} {consequence}",
                 file=e.file, line=e.line,
             )
 
 
 @analyzer(
     "web.config_test",
-    facts=("config_errors", "config_ok"),
+    facts=("config_broken", "config_errors", "config_ok"),
     codes=("apache_module_missing", "config_error", "config_ok"),
 )
 def config_test(output: Output, facts: Facts) -> Analysis:
@@ -131,10 +132,11 @@ def config_test(output: Output, facts: Facts) -> Analysis:
         return Analysis(summary="not available on this node (exit 127)")
     errors = lp.parse_config_errors(output.text)
     if output.exit_code == 0 and not errors:
-        result = Analysis(summary="configuration test passed", facts={"config_ok": True})
+        result = Analysis(summary="configuration test passed", facts={"config_ok": True, "config_broken": False})
         result.add("config_ok", Severity.OK, "The configuration test passes: the syntax is ok and the test is successful.")
         return result
-    result = Analysis(summary=f"configuration test failed (exit code {output.exit_code})")
+    # Read by the restart/reload actions: while the test fails, a restart stops the server for good.
+    result = Analysis(summary=f"configuration test failed (exit code {output.exit_code})", facts={"config_broken": True})
     _config_findings(result, errors, "The configuration test fails", running=facts.get("server_active") == "active")
     if not errors:
         last = next((ln for ln in reversed(output.text.splitlines()) if ln.strip()), "")
@@ -144,7 +146,8 @@ def config_test(output: Output, facts: Facts) -> Analysis:
 
 @analyzer(
     "web.config_dump",
-    facts=("certificates", "config_upstreams", "error_logs", *PHP_FACTS, *TIMEOUTS),
+    facts=("certificates", "config_upstreams", "error_logs", "php_servers", *PHP_FACTS, *TIMEOUTS),
+    codes=("php_script_path",),
 )
 def config_dump(output: Output, facts: Facts) -> Analysis:
     """``nginx -T``: where the server logs, what it proxies to, which certificates it serves."""
@@ -174,7 +177,19 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
     for key in TIMEOUTS:
         if found.get(key):
             result.facts[key] = found[key][0]
+    if servers := explain.php_servers(output.stdout):
+        result.facts["php_servers"] = [vars(s) for s in servers]
+        if SCRIPT_UNKNOWN in facts.get("log_signatures", []):  # the error log was read first
+            _script_path(result, {**facts, **result.facts}, facts.get("script_unknown_server"))
     return result
+
+
+SCRIPT_UNKNOWN = "nginx-fastcgi-primary-script-unknown"
+
+
+def _script_path(result: Analysis, facts: Facts, server: str | None) -> None:
+    if cause := explain.script_unknown_cause(facts, server):
+        result.add("php_script_path", Severity.CAUSE, cause)
 
 
 def _php_and_sockets(result: Analysis, sockets: list[str]) -> None:
@@ -221,6 +236,8 @@ def _upstream_errors(text: str) -> list[tuple[str, lp.Upstream | None]]:
     out: list[tuple[str, lp.Upstream | None]] = []
     for line in text.splitlines():
         nginx = lp.parse_nginx_error(line)
+        if nginx and nginx.upstream and nginx.message.startswith("FastCGI sent in stderr"):
+            continue  # the backend answered: a script's message (PHP error, unknown script), no connection failure
         if nginx and nginx.upstream:
             out.append((nginx.message, lp.parse_upstream(nginx.upstream)))
             continue
@@ -234,10 +251,10 @@ def _upstream_errors(text: str) -> list[tuple[str, lp.Upstream | None]]:
 
 @analyzer(
     "web.error_log",
-    facts=("disk_full_suspected", "upstream_failure", "upstream_slow", "upstream_tls_error", "upstreams", *PHP_FACTS,
-           *LOG_FACTS),
+    facts=("disk_full_suspected", "errors_stopped_at", "script_unknown_server", "upstream_failure", "upstream_slow",
+           "upstream_tls_error", "upstreams", *PHP_FACTS, *LOG_FACTS),
     codes=(
-        "config_error", "log_errors", "log_forged_upstream", "log_no_space", "upstream_errors",
+        "config_error", "log_errors", "log_forged_upstream", "log_no_space", "php_script_path", "upstream_errors",
         "upstream_socket_down", "upstream_tls", *LOG_CODES,
     ),
 )
@@ -249,6 +266,15 @@ def error_log(output: Output, facts: Facts) -> Analysis:
     result = Analysis(summary=f"{len(lines)} lines")
     # The catalogue's reading comes first: the specific findings below, added later, lead among equals.
     result.facts, result.findings = log_findings(match_log(output.text, squad="webserver"), source="The error log")
+    result.findings, stopped = explain.age_findings(result.findings, lines, facts)
+    if stopped:
+        result.facts["errors_stopped_at"] = stopped
+    if SCRIPT_UNKNOWN in result.facts.get("log_signatures", []):
+        unknown = next((lp.parse_nginx_error(ln) for ln in reversed(lines) if "Primary script unknown" in ln), None)
+        if unknown and unknown.server:
+            result.facts["script_unknown_server"] = unknown.server
+        if facts.get("php_servers"):  # nginx -T was read first
+            _script_path(result, facts, unknown.server if unknown else None)
     proxy = _upstream_errors(output.text)
     configured = set(facts.get("config_upstreams", []))
     if configured:
@@ -292,12 +318,21 @@ def error_log(output: Output, facts: Facts) -> Analysis:
         else:
             kind = main
         result.summary = f"{len(proxy)} upstream errors ({kind}) for {', '.join(targets) or 'the backend'}"
-        result.add(
-            "upstream_errors", Severity.PROBLEM,
-            f"The error log has {len(proxy)} upstream failures: {kind} to upstream "
-            f"{', '.join(targets) or '(unknown)'}; that is what the clients see as 502/503/504.",
-            upstream=", ".join(targets),
-        )
+        if stopped:
+            result.add(
+                "upstream_errors", Severity.INFO,
+                f"The error log has {len(proxy)} old upstream failures ({kind} to upstream "
+                f"{', '.join(targets) or '(unknown)'}), the last at {stopped}, and no error since: they stopped "
+                "then; clients saw 502/503/504 during that window, not now.",
+                upstream=", ".join(targets),
+            )
+        else:
+            result.add(
+                "upstream_errors", Severity.PROBLEM,
+                f"The error log has {len(proxy)} upstream failures: {kind} to upstream "
+                f"{', '.join(targets) or '(unknown)'}; that is what the clients see as 502/503/504.",
+                upstream=", ".join(targets),
+            )
     tls = [m for m in (TLS_ERROR.search(ln) for ln in lines) if m]
     if tls:
         last = tls[-1]
@@ -329,7 +364,7 @@ def error_log(output: Output, facts: Facts) -> Analysis:
     "web.sockets",
     facts=("dead_upstreams",),
     codes=("listen_loopback_only", "port_not_listening", "server_not_listening", "upstream_down", "upstream_listening",
-           "upstream_port_mismatch", "upstream_slow"),
+           "upstream_port_mismatch", "upstream_recovered", "upstream_slow"),
 )
 def sockets(output: Output, facts: Facts) -> Analysis:
     """``ss -ltnp``: is anything listening where the server proxies to, and on the server's own ports."""
@@ -356,6 +391,14 @@ def sockets(output: Output, facts: Facts) -> Analysis:
                     f"{names} listens on {target}, so the backend is up but slow: it does not send its response "
                     f"headers within proxy_read_timeout {timeout}, and the web server gives up with 504 Gateway "
                     "Time-out. Look at the backend's own latency (its logs, database, CPU) rather than restarting the proxy.",
+                    upstream=target,
+                )
+            elif facts.get("errors_stopped_at") and not refused.stopped_by(facts):
+                result.add(
+                    "upstream_recovered", Severity.OK,
+                    f"{names} listens on {target}, the upstream, again and no error was logged after "
+                    f"{facts['errors_stopped_at']}: the backend recovered (restarted or redeployed then) and the site "
+                    "is healthy now. The errors in the log are history; nothing needs a restart.",
                     upstream=target,
                 )
             else:
@@ -468,5 +511,6 @@ def journal(output: Output, facts: Facts) -> Analysis:
     result.facts, result.findings = log_findings(match_log(output.text, squad="webserver"), source="The journal")
     if errors:
         e = errors[-1]
-        result.add("config_error", Severity.CAUSE, f"The journal shows the start failing: {e.message} in {e.file}:{e.line}.", file=e.file, line=e.line)
+        result.add("config_error", Severity.CAUSE, f"The journal shows the start failing: {e.message} in {e.file}:{e.line}."
+                   + explain.context_note(e.message, e.file), file=e.file, line=e.line)
     return result
