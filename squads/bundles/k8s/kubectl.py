@@ -519,6 +519,7 @@ class NodeInfo:
     allocated: dict[str, tuple[str, str]]
     allocated_percent: dict[str, int]
     labels: dict[str, str] = field(default_factory=dict)
+    pods_running: int | None = None  # "Non-terminated Pods: (N in total)"; None when the line is absent
 
 
 def describe_nodes(text: str) -> list[NodeInfo]:
@@ -535,8 +536,12 @@ def describe_nodes(text: str) -> list[NodeInfo]:
             unschedulable=doc.value("Unschedulable").lower() == "true", conditions=_conditions(doc.get("Conditions")),
             allocatable=_children(doc.get("Allocatable")), allocated=allocated, allocated_percent=percent,
             labels=parse_selector(",".join(_multi(doc.get("Labels")))),
+            pods_running=int(m.group(1)) if (m := _IN_TOTAL.search(doc.value("Non-terminated Pods"))) else None,
         ))
     return nodes
+
+
+_IN_TOTAL = re.compile(r"\((\d+) in total\)")
 
 
 @dataclass

@@ -274,8 +274,8 @@ def _mib(value: int | None) -> str:
 @analyzer(
     "k8s.describe_nodes",
     codes=(
-        "node_capacity", "node_cordoned", "node_full", "node_labels", "node_not_ready", "node_pressure",
-        "node_taints", "request_exceeds_nodes", "request_needs_room",
+        "node_capacity", "node_cordoned", "node_full", "node_labels", "node_not_ready", "node_pods_full",
+        "node_pressure", "node_taints", "request_exceeds_nodes", "request_needs_room",
     ),
 )
 def describe_nodes(output: Output, facts: Facts) -> Analysis:
@@ -307,6 +307,7 @@ def describe_nodes(output: Output, facts: Facts) -> Analysis:
                 "node_full", Severity.PROBLEM,
                 f"Node {n.name} has " + " and ".join(f"{p}% of its {r}" for r, p in full.items()) + " already requested.",
             )
+        _pod_slots(result, n)
         if n.taints:
             result.add("node_taints", Severity.INFO, f"Node {n.name} taints: {', '.join(n.taints)}.")
         if n.unschedulable:
@@ -334,6 +335,26 @@ def describe_nodes(output: Output, facts: Facts) -> Analysis:
             )
     _fit(result, nodes, facts)
     return result
+
+
+def _pod_slots(result: Analysis, node: k.NodeInfo) -> None:
+    """A node holds at most Allocatable pods (max-pods), whatever CPU and memory it has left."""
+    limit = node.allocatable.get("pods", "")
+    if not limit.isdigit() or node.pods_running is None:
+        return
+    if node.pods_running >= int(limit):
+        result.add(
+            "node_pods_full", Severity.CAUSE,
+            f"Node {node.name} runs {node.pods_running} pods, its maximum (Allocatable pods: {limit}, the kubelet's "
+            f"max-pods): no further pod fits there, however much CPU and memory is free.",
+            node=node.name, pods=node.pods_running, max_pods=int(limit),
+        )
+    elif node.pods_running * 10 >= int(limit) * 9:
+        result.add(
+            "node_pods_full", Severity.PROBLEM,
+            f"Node {node.name} runs {node.pods_running} of its {limit} allowed pods (max-pods): nearly full.",
+            node=node.name, pods=node.pods_running, max_pods=int(limit),
+        )
 
 
 def _amount(resource: str, text: str) -> int:
