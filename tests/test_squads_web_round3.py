@@ -130,3 +130,15 @@ def test_script_unknown_with_document_root_names_the_root() -> None:
     servers = explain.php_servers(DUMP.replace("/opt/wiki/htdocs$fastcgi_script_name", "$document_root$fastcgi_script_name"))
     cause = explain.script_unknown_cause({"php_servers": [vars(s) for s in servers]}, "wiki.example.com")
     assert cause is not None and "document root /data/wiki/htdocs" in cause
+
+
+def test_ah00558_is_called_harmless_beside_the_real_cause() -> None:
+    log = ("[Mon Jul 13 06:25:01.004412 2026] [mpm_prefork:notice] [pid 701] AH00163: Apache/2.4.62 (Debian) configured\n"
+           "AH00558: apache2: Could not reliably determine the server's fully qualified domain name, using 127.0.1.1. "
+           "Set the 'ServerName' directive globally to suppress this message\n"
+           "[Mon Jul 13 09:02:11.551003 2026] [proxy_fcgi:error] [pid 9921:tid 140] (70007)The timeout specified has "
+           "expired: [client 203.0.113.40:51234] AH01075: Error dispatching request to : (polling)\n")
+    result = run("web.error_log", log, {"now": "2026-07-13T09:10:00+00:00"})
+    [harmless] = by_code(result, "log_harmless")
+    assert "AH00558" in harmless.text and "Harmless" in harmless.text and harmless.severity == Severity.INFO
+    assert max(f.severity for f in result.findings) > Severity.INFO  # the AH01075 line leads

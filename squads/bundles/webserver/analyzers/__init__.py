@@ -12,7 +12,7 @@ from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 from squads.brain.signatures import CODES as LOG_CODES
 from squads.brain.signatures import FACTS as LOG_FACTS
-from squads.brain.signatures import log_findings, match_log
+from squads.brain.signatures import LogMatch, log_findings, match_log
 
 from .. import explain
 from .. import listeners as refused
@@ -185,6 +185,17 @@ def config_dump(output: Output, facts: Facts) -> Analysis:
 
 
 SCRIPT_UNKNOWN = "nginx-fastcgi-primary-script-unknown"
+# Lines people blame that never cause an outage: said to be harmless (the catalogue ranks them notice, so
+# they are otherwise not reported), and never the headline.
+HARMLESS = ("apache-fqdn", "nginx-client-closed")
+
+
+def _harmless(result: Analysis, matches: list[LogMatch]) -> None:
+    seen = [m for m in matches if m.signature.id in HARMLESS]
+    if seen:
+        quoted = "; ".join(f"{m.count} × \"{m.line[:200]}\": {m.meaning}" for m in seen)
+        result.add("log_harmless", Severity.INFO,
+                   f"Harmless, not the cause (a red herring): {quoted} Fixing it would not change what users see.")
 
 
 def _script_path(result: Analysis, facts: Facts, server: str | None) -> None:
@@ -254,7 +265,8 @@ def _upstream_errors(text: str) -> list[tuple[str, lp.Upstream | None]]:
     facts=("disk_full_suspected", "errors_stopped_at", "script_unknown_server", "upstream_failure", "upstream_slow",
            "upstream_tls_error", "upstreams", *PHP_FACTS, *LOG_FACTS),
     codes=(
-        "config_error", "log_errors", "log_forged_upstream", "log_no_space", "php_script_path", "upstream_errors",
+        "config_error", "log_errors", "log_forged_upstream", "log_harmless", "log_no_space", "php_script_path",
+        "upstream_errors",
         "upstream_socket_down", "upstream_tls", *LOG_CODES,
     ),
 )
@@ -265,7 +277,9 @@ def error_log(output: Output, facts: Facts) -> Analysis:
     lines = [ln for ln in output.text.splitlines() if ln.strip()]
     result = Analysis(summary=f"{len(lines)} lines")
     # The catalogue's reading comes first: the specific findings below, added later, lead among equals.
-    result.facts, result.findings = log_findings(match_log(output.text, squad="webserver"), source="The error log")
+    report = match_log(output.text, squad="webserver")
+    result.facts, result.findings = log_findings(report, source="The error log")
+    _harmless(result, report.matches)
     result.findings, stopped = explain.age_findings(result.findings, lines, facts)
     if stopped:
         result.facts["errors_stopped_at"] = stopped
@@ -500,7 +514,7 @@ def dir_size(output: Output, facts: Facts) -> Analysis:
 @analyzer(
     "web.journal",
     facts=LOG_FACTS,
-    codes=("config_error", *LOG_CODES),
+    codes=("config_error", "log_harmless", *LOG_CODES),
 )
 def journal(output: Output, facts: Facts) -> Analysis:
     """The server's journal: start failures and config errors."""
@@ -508,7 +522,9 @@ def journal(output: Output, facts: Facts) -> Analysis:
         return failed
     errors = [e for e in lp.parse_config_errors(output.text) if e.file and e.line is not None]
     result = Analysis(summary=f"{len(output.text.splitlines())} journal lines")
-    result.facts, result.findings = log_findings(match_log(output.text, squad="webserver"), source="The journal")
+    report = match_log(output.text, squad="webserver")
+    result.facts, result.findings = log_findings(report, source="The journal")
+    _harmless(result, report.matches)
     if errors:
         e = errors[-1]
         result.add("config_error", Severity.CAUSE, f"The journal shows the start failing: {e.message} in {e.file}:{e.line}."
