@@ -16,7 +16,7 @@ from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 
 from . import checks, logread, review
-from . import limits
+from . import limits, storage
 from . import postgres as pg
 
 LONG_QUERY = timedelta(minutes=5)
@@ -635,3 +635,9 @@ def connection_limits(output: Output, facts: Facts) -> Analysis:
     if isinstance(rows, Analysis):
         return rows
     return limits.connection_limits(rows, facts)
+
+
+@analyzer("pg.kernel", facts=storage.FACTS, codes=storage.CODES)
+def kernel(output: Output, facts: Facts) -> Analysis:
+    """``journalctl -k``: the failing disk (named) behind I/O errors, read-only remounts, OOM kills of PostgreSQL."""
+    return storage.kernel(output)

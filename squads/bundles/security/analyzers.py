@@ -15,7 +15,7 @@ from squads.brain.models import Analysis, Facts, Finding, Severity
 from squads.brain.parsers import logs as lp
 from squads.brain.parsers import system as sp
 
-from . import hunt, posture, review
+from . import hunt, posture, privilege, review
 
 BRUTE_FORCE = 5  # failed attempts from one source
 # Daemons that normally listen on a server; anything else is reported for a human to account for.
@@ -95,12 +95,13 @@ def _public(source: str) -> bool:
 
 @analyzer(
     "sec.ssh_log",
-    facts=("accepted_logins", "attackers", "bruteforce", "ssh_log_empty", "unavailable", *LOG_FACTS),
+    facts=("accepted_logins", "attackers", "bruteforce", "ssh_log_empty", "unavailable", *LOG_FACTS,
+           *privilege.FACTS),
     codes=(
         "account_created_package", "account_created_person", "account_created_uid0", "no_data",
         "ssh_accepted", "ssh_breach", "ssh_bruteforce", "ssh_crafted_user", "ssh_distributed", "ssh_failed_logins",
         "ssh_login_after_failures", "ssh_login_new_source", "ssh_none_accepted", "ssh_preauth_noise", "ssh_root_login",
-        "ssh_service_account_login", "reboot_by_user", "reboot_not_requested", *LOG_CODES,
+        "ssh_service_account_login", "reboot_by_user", "reboot_not_requested", *LOG_CODES, *privilege.CODES,
     ),
 )
 def ssh_log(output: Output, facts: Facts) -> Analysis:
@@ -110,6 +111,7 @@ def ssh_log(output: Output, facts: Facts) -> Analysis:
     if not any(f.code == "no_data" for f in result.findings):
         what = "The auth log" if output.argv[:1] == ["tail"] else "sshd's journal"
         fill_in(result, output.text, squad="security", source=what, explained=_auth_explained)
+        privilege.privilege_use(result, output.text)  # after: the catalogue keeps its counts of the same lines
         message = str(facts.get("message", ""))
         posture.login_refusals(result, message)
         posture.reboot_commands(result, output.text, message)
@@ -266,12 +268,15 @@ def listeners(output: Output, facts: Facts) -> Analysis:
                 port=s.port,
             )
     if not odd:
-        result.add("listeners_ok", Severity.OK, "Every listener belongs to a known service.")
+        ports = sorted({str(s.port) for s in socks if s.port is not None}, key=int)
+        result.add("listeners_ok", Severity.OK,
+                   f"Every listening port ({', '.join(ports) or 'none'}) belongs to a known service.")
     return result
 
 
 @analyzer(
     "sec.setuid",
+    facts=("setuid_suspicious",),
     codes=("setuid_interpreter", "setuid_ok", "setuid_outside"),
 )
 def setuid(output: Output, facts: Facts) -> Analysis:
@@ -289,6 +294,8 @@ def setuid(output: Output, facts: Facts) -> Analysis:
             path=path,
         )
     interpreters = posture.setuid_gtfo(result, [p for p in paths if p not in outside])
+    if outside or interpreters:
+        result.facts["setuid_suspicious"] = True  # the auth log's sudo lines say who set the bit
     if paths and not outside and not interpreters:
         result.add("setuid_ok", Severity.OK, f"All {len(paths)} setuid files are in system directories.")
     return result
@@ -344,7 +351,7 @@ def accounts(output: Output, facts: Facts) -> Analysis:
 @analyzer(
     "sec.sshd",
     codes=("no_data", "sshd_allow_lists", "sshd_extra_port", "sshd_maxauthtries", "sshd_noncompliant", "sshd_ok",
-           "sshd_rogue_port", "sshd_root_password", "sshd_user_not_allowed", "sshd_weak_crypto",
+           "sshd_rogue_port", "sshd_root_password", "sshd_strict_macs", "sshd_user_not_allowed", "sshd_weak_crypto",
            *(f"sshd_{key}" for key in (*RISKY_SSHD, *FORWARDING))),
 )
 def sshd(output: Output, facts: Facts) -> Analysis:
