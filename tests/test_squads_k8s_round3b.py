@@ -89,3 +89,47 @@ def test_the_deploy_to_x_names_the_namespace() -> None:
     assert k8s_extract("rollout into staging-eu is stuck, why")["namespace"] == "staging-eu"
     # A namespace said outright wins over the rollout's target.
     assert k8s_extract("the deploy to prod-eu failed, namespace checkout")["namespace"] == "checkout"
+
+
+RATE_LIMITED_POD = """Name:             catalog-ui-7d4b9c8f6-m2xkp
+Namespace:        retail
+Node:             pool-a-node-5/10.20.0.15
+Status:           Pending
+Labels:           app=catalog-ui
+                  pod-template-hash=7d4b9c8f6
+Controlled By:    ReplicaSet/catalog-ui-7d4b9c8f6
+Containers:
+  ui:
+    Image:          nginxinc/nginx-unprivileged:1.27.3
+    Port:           8080/TCP
+    State:          Waiting
+      Reason:       ImagePullBackOff
+    Ready:          False
+    Restart Count:  0
+Conditions:
+  Type              Status
+  Ready             False
+Events:
+  Type     Reason     Age                From     Message
+  ----     ------     ----               ----     -------
+  Normal   Scheduled  6m                 default-scheduler  Successfully assigned retail/catalog-ui-7d4b9c8f6-m2xkp to pool-a-node-5
+  Warning  Failed     5m (x4 over 6m)    kubelet  Failed to pull image "nginxinc/nginx-unprivileged:1.27.3": rpc error: code = Unknown desc = failed to pull and unpack image "docker.io/nginxinc/nginx-unprivileged:1.27.3": failed to copy: httpReadSeeker: failed open: unexpected status code https://registry-1.docker.io/v2/nginxinc/nginx-unprivileged/manifests/sha256:9f1c2e: 429 Too Many Requests - Server message: toomanyrequests: You have reached your unauthenticated pull rate limit. https://www.docker.com/increase-rate-limit
+  Normal   BackOff    60s (x20 over 6m)  kubelet  Back-off pulling image "nginxinc/nginx-unprivileged:1.27.3"
+"""
+
+
+def test_a_rate_limited_pull_names_the_node_and_is_not_a_bad_image_reference() -> None:
+    result = run("k8s.describe_pod", RATE_LIMITED_POD, pod="catalog-ui-7d4b9c8f6-m2xkp", namespace="retail")
+    (finding,) = [f for f in result.findings if f.code.startswith("image_pull")]
+    assert finding.code == "image_pull_rate_limit"
+    assert "on node pool-a-node-5" in finding.text and "rate limit" in finding.text
+
+
+def test_a_missing_tag_is_still_an_image_reference_problem_with_its_node() -> None:
+    missing = RATE_LIMITED_POD.replace(
+        "429 Too Many Requests - Server message: toomanyrequests: You have reached your unauthenticated pull rate limit. "
+        "https://www.docker.com/increase-rate-limit", "not found")
+    result = run("k8s.describe_pod", missing, pod="catalog-ui-7d4b9c8f6-m2xkp", namespace="retail")
+    (finding,) = [f for f in result.findings if f.code.startswith("image_pull")]
+    assert finding.code == "image_pull" and "not found in the registry" in finding.text
+    assert "on node pool-a-node-5" in finding.text

@@ -236,7 +236,7 @@ def _requests(info: k.PodInfo) -> str:
         *LOG_FACTS,
     ),
     codes=(
-        "container_config", "cpu_at_limit", "crashloop", "exits_zero", "memory_at_limit", "image_pull", "init_failing", "init_oom_killed", "liveness_killing",
+        "container_config", "cpu_at_limit", "crashloop", "exits_zero", "memory_at_limit", "image_pull", "image_pull_rate_limit", "init_failing", "init_oom_killed", "liveness_killing",
         "oom_killed", "pending_affinity", "pending_insufficient", "pending_nodes_down", "pending_other",
         "pending_taint", "pending_unbound_pvc", "pod_evicted", "pod_running", "probe_failing",
         "selector_label_mismatch", "volume_mount_failed", "volume_multi_attach", *LOG_CODES,
@@ -455,14 +455,19 @@ def _container(result: Analysis, name: str, info: k.PodInfo, c: k.ContainerInfo)
     pull_errors = [e.message for e in info.events if "pull" in e.message.lower() and e.type == "Warning"]
     if c.reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName") or (c.state == "Waiting" and pull_errors and "image" in c.reason.lower()):
         detail = next((m for m in pull_errors if "failed to pull" in m.lower()), pull_errors[0] if pull_errors else "")
+        # A rate limit is the registry refusing this node's pulls for a while: the image itself is fine,
+        # and which nodes hit it (shared egress IP, no pull secret) is the lead, so the node is named.
+        limited = re.search(r"toomanyrequests|429 Too Many Requests|pull rate limit", detail, re.I)
         why = "the image or tag was not found in the registry" if "not found" in detail.lower() else (
             "the registry refused the credentials (unauthorized)" if re.search(r"unauthori[sz]ed|denied|401|403", detail, re.I)
-            else "the image could not be pulled")
+            else "the registry's pull rate limit is reached for this node (toomanyrequests); the image itself exists"
+            if limited else "the image could not be pulled")
+        where = f" on node {info.node}" if info.node else ""
         result.add(
-            "image_pull", Severity.CAUSE,
-            f"{name} is in {c.reason}: container {c.name} cannot start because {why}. Image: {c.image}. "
+            "image_pull_rate_limit" if limited else "image_pull", Severity.CAUSE,
+            f"{name} is in {c.reason}{where}: container {c.name} cannot start because {why}. Image: {c.image}. "
             + (f"kubelet: \"{detail}\"" if detail else "") + _image_typo(info, c.image),
-            image=c.image, pod=name,
+            image=c.image, pod=name, node=info.node or "its node",
         )
         return
     if c.last_reason == "OOMKilled" or c.reason == "OOMKilled":
