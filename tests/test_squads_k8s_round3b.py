@@ -133,3 +133,8 @@ def test_a_missing_tag_is_still_an_image_reference_problem_with_its_node() -> No
     (finding,) = [f for f in result.findings if f.code.startswith("image_pull")]
     assert finding.code == "image_pull" and "not found in the registry" in finding.text
     assert "on node pool-a-node-5" in finding.text
+
+
+def test_ns_is_x_names_the_namespace() -> None:
+    assert k8s_extract("checkout is throwing 500s since noon. ns is payments-eu")["namespace"] == "payments-eu"
+    assert k8s_extract("the namespace is the analytics one, logs look fine")["namespace"] == "analytics"
