@@ -52,11 +52,13 @@ class Runner:
         self.facts, self.results = facts, results
         self.outcome = Outcome(findings=[], checked=[], gaps=[], produced={})
         self.done: set[str] = set()
+        self.spent = 0  # commands run (or re-read) so far in this diagnosis
 
-    def run(self, steps: list[Step]) -> Steps:
-        """Run eligible steps until none is left or ``max_steps`` commands ran, then the next checks
-        of the error signatures the logs matched (within the same cap); returns the outcome."""
-        budget = self.runbook.max_steps
+    def run(self, steps: list[Step], *, budget: int | None = None) -> Steps:
+        """Run eligible steps until none is left or ``budget`` (default ``max_steps``) commands ran,
+        then the next checks of the error signatures the logs matched (within the same cap);
+        returns the outcome."""
+        budget = self.runbook.max_steps if budget is None else budget
         while budget > 0:
             chosen = next_step(steps, self.facts, self.done)
             if chosen is None:
@@ -102,6 +104,7 @@ class Runner:
     def _one(self, step: Step, params: dict[str, Any], key: str, item: Any) -> Generator[Call, CallResult | None, bool]:
         """Run (or re-read) one command and analyze it; whether it answered."""
         self.done.add(key)
+        self.spent += 1
         out = self.outcome
         command = key.rsplit("|", 1)[0]
         result = self.results.get(command)

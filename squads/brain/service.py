@@ -22,6 +22,7 @@ from squads.brain.diagnosis import Runner, plan_next_checks, seed
 from squads.brain.followups import answer, answering_steps, answering_tools, argvs_of, is_recheck
 from squads.brain.followups import recheck as recheck_reply
 from squads.brain.verdict import compose, from_evidence, pick_offer, track
+from squads.brain.widen import YES_NO, offer_ran, widen_budget, widening_steps
 from squads.brain.wording import clauses, sentences, imperative, is_check_request, is_small_talk, normalised, unsupported_change
 from prompts.service import render
 from squads.textsafety.redact import redact
@@ -235,9 +236,19 @@ class RunbookBrain:
         """ "Same for staging", "what about the other one", or any question with no symptom of its own
         ("what do I need to change?"): the previous diagnosis again, whose reply answers it."""
         said = words(text)
-        lead = next((w for w in said if w not in FILLERS), "")  # "ok so is the site down now or what"
+        lead = self._lead(text)  # "ok so is the site down now or what"
         question = text.rstrip().endswith("?") or lead in QUESTION_WORDS
         return bool(set(said) & FOLLOW_UP) or "what about" in text.lower() or question
+
+    @staticmethod
+    def _lead(text: str) -> str:
+        """The first word of ``text`` that is not a filler ("ok so is it down?" -> "is")."""
+        return next((w for w in words(text) if w not in FILLERS), "")
+
+    def _yes_no(self, text: str) -> bool:
+        """Whether the message ends with a yes/no question ("... is it actually filling up?")."""
+        last = (sentences(text) or [""])[-1]
+        return self._lead(last) in YES_NO
 
     def _answers(self, pending: dict[str, Any], found: Extraction) -> bool:
         missing = pending.get("missing", [])
@@ -355,14 +366,23 @@ class RunbookBrain:
             state.pending = {"kind": "runbook", "name": runbook.name, "missing": list(runbook.ask_if_nothing)}
             yield Say(render("replies/ask", title=runbook.title, questions=list(runbook.ask_if_nothing.values())))
             return
+        ran = {k.split(":", 1)[0] for k in runner.done}
+        check = check or runbook.name == TRIAGE
+        extra = widen_budget(spent=runner.spent, max_steps=runbook.max_steps) if with_offers and not question and not recheck else 0
+        wider = widening_steps(self.squad, runbook, outcome.findings, state.facts, check=check, ran=ran,
+                               asked=self._yes_no(str(state.facts.get("raw_message", "")))) if extra else []
+        if wider:
+            outcome = yield from runner.run(wider, budget=extra)
+            ran = {k.split(":", 1)[0] for k in runner.done}
         state.offer = None
         offer = pick_offer(runbook, state.facts) if with_offers else None
+        if offer is not None and offer_ran(runbook, offer[0], ran):
+            offer = None  # widening ran it already
         if offer is not None:
             state.offer = {"runbook": runbook.name, "index": offer[0]}
         before = [dict(item) for item in state.flagged]
         standing = track(state.flagged, outcome)
-        reply = compose(runbook, outcome, state.facts, standing=standing, offer=offer[1] if offer else "",
-                        check=check or runbook.name == TRIAGE)
+        reply = compose(runbook, outcome, state.facts, standing=standing, offer=offer[1] if offer else "", check=check)
         if recheck:
             reply = recheck_reply(before, outcome, reply)
         elif asked:
