@@ -21,7 +21,7 @@ from squads.brain.steps import PLACEHOLDER, complete_text, fill, forget_evidence
 from squads.brain.diagnosis import Runner, plan_next_checks, seed
 from squads.brain.followups import answer, answering_steps, answering_tools, argvs_of, is_recheck
 from squads.brain.followups import recheck as recheck_reply
-from squads.brain.verdict import compose, from_evidence, pick_offer, track
+from squads.brain.verdict import bearing_on, compose, from_evidence, pick_offer, track
 from squads.brain.widen import YES_NO, offer_ran, widen_budget, widening_steps
 from squads.brain.wording import clauses, sentences, imperative, is_check_request, is_small_talk, normalised, unsupported_change
 from prompts.service import render
@@ -312,7 +312,8 @@ class RunbookBrain:
         title = complete_text(action.title, state.facts)
         result = yield Call(tool=action.tool, params=params, hold=True, title=title, why=title)
         assert result is not None
-        yield Say(render("replies/approval", title=title, **_result_fields(result)))
+        yield Say(render("replies/approval", title=title, bearing=bearing_on(state.flagged, action.title),
+                         **_result_fields(result)))
 
     def _explicit(self, argv: list[str], state: State) -> Turn:
         result = yield Call(argv=argv, why="the user asked for this command")

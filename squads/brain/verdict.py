@@ -13,6 +13,7 @@ The rules that keep a verdict honest:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +131,17 @@ def compose(
         gaps=outcome.gaps, standing=[s["text"] for s in standing], clean=clean, check=check,
         problems=sum(1 for f in ordered if f.severity >= Severity.PROBLEM),
     )
+
+
+def bearing_on(flagged: list[dict[str, Any]], title: str) -> list[str]:
+    """The standing findings that speak of the action ``title`` names by its verb ("Restart nginx"
+    -> a finding that says "a reload or restart would fail"): the evidence says what the action
+    would do, so the approval request carries it ("would a restart fix it?" is answered)."""
+    verb = re.sub(r"(?:ing|ed|s)$", "", next(iter(words(title)), ""))  # "Restarting nginx" -> restart
+    if len(verb) < 4:
+        return []
+    said = re.compile(rf"\b{re.escape(verb)}\w*", re.IGNORECASE)
+    return [str(item["text"]) for item in flagged if said.search(str(item.get("text", "")))][:3]
 
 
 def pick_offer(runbook: Runbook, facts: dict[str, Any]) -> tuple[int, str] | None:
