@@ -15,7 +15,6 @@ from squads.brain.models import Analysis, Facts, Severity
 
 from .. import kubectl as k
 
-
 K8S_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
 
 
@@ -23,6 +22,11 @@ def names(values: list[str]) -> list[str]:
     """Only what is a Kubernetes object name: a fact that feeds a tool parameter never carries a
     stray word of an error message or a table the parser misread."""
     return [v for v in values if K8S_NAME.fullmatch(v)]
+
+
+def said(name: str, message: str) -> bool:
+    """``name`` appears in the user's message as a whole word ("web" is not in "webshop")."""
+    return re.search(rf"(?<![\w.-]){re.escape(name.lower())}(?![\w-])", message) is not None
 
 
 def no_data(output: Output, check: str) -> Analysis | None:
