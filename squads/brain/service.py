@@ -21,8 +21,9 @@ from squads.brain.steps import PLACEHOLDER, complete_text, fill, forget_evidence
 from squads.brain.diagnosis import Runner, plan_next_checks, seed
 from squads.brain.followups import answer, answering_steps, answering_tools, argvs_of, is_recheck
 from squads.brain.followups import recheck as recheck_reply
+from squads.brain.questions import ends_yes_no, is_follow_up
 from squads.brain.verdict import bearing_on, compose, from_evidence, pick_offer, track
-from squads.brain.widen import YES_NO, offer_ran, widen_budget, widening_steps
+from squads.brain.widen import offer_ran, widen_budget, widening_steps
 from squads.brain.wording import clauses, sentences, imperative, is_check_request, is_small_talk, normalised, unsupported_change
 from prompts.service import render
 from squads.textsafety.redact import redact
@@ -58,11 +59,6 @@ class State:
     def dump(self) -> dict[str, Any]:
         return {"facts": self.facts, "pending": self.pending, "offer": self.offer, "last_runbook": self.last_runbook,
                 "flagged": self.flagged, "last_reply": self.last_reply}
-
-
-FOLLOW_UP = frozenset({"too", "also", "again", "same", "likewise", "either"})
-FILLERS = frozenset("ok okay k so and but well hmm alright right cool then um uh".split())
-QUESTION_WORDS = frozenset("what why how which who where when is are does do did can could has have was were should".split())
 
 
 class RunbookBrain:
@@ -132,7 +128,7 @@ class RunbookBrain:
             # "ran userdel, it's gone now. we good?": the same checks again on fresh output, so evidence
             # can clear what they found; never the old outputs re-read.
             yield from self._start(previous, found, state, recheck=True)
-        elif runbook is not None and runbook.name == state.last_runbook and self._follow_up(text) and not node_changed:
+        elif runbook is not None and runbook.name == state.last_runbook and is_follow_up(text) and not node_changed:
             # A question about the diagnosis just made ("what labels do those pods carry?") is answered
             # from it: same evidence, re-read, not a fresh start from the question's few words.
             yield from self._start(runbook, found, state, reuse=True, question=text)
@@ -140,11 +136,11 @@ class RunbookBrain:
             for slot in [name for name, spec in self.slots.items() if not spec.keep]:
                 state.facts.pop(slot, None)  # a new question is about a new subject unless it says otherwise
             # A question in a conversation that already has a diagnosis is still a question: answer it first.
-            asking = text if previous is not None and self._follow_up(text) and not is_recheck(text) else ""
+            asking = text if previous is not None and is_follow_up(text) and not is_recheck(text) else ""
             yield from self._start(self._covering(text, runbook), found, state, check=check, question=asking)
         elif check and triage is not None:
             yield from self._start(triage, found, state, check=True)
-        elif state.last_runbook and (node_changed or self._follow_up(text)) and self._runbook(state.last_runbook):
+        elif state.last_runbook and (node_changed or is_follow_up(text)) and self._runbook(state.last_runbook):
             previous = self._runbook(state.last_runbook)
             assert previous is not None
             yield from self._start(previous, found, state, reuse=not node_changed, question=text)
@@ -232,24 +228,6 @@ class RunbookBrain:
             yield from self._start(target, found, state)
 
     # -- helpers ---------------------------------------------------------------------
-    def _follow_up(self, text: str) -> bool:
-        """ "Same for staging", "what about the other one", or any question with no symptom of its own
-        ("what do I need to change?"): the previous diagnosis again, whose reply answers it."""
-        said = words(text)
-        lead = self._lead(text)  # "ok so is the site down now or what"
-        question = text.rstrip().endswith("?") or lead in QUESTION_WORDS
-        return bool(set(said) & FOLLOW_UP) or "what about" in text.lower() or question
-
-    @staticmethod
-    def _lead(text: str) -> str:
-        """The first word of ``text`` that is not a filler ("ok so is it down?" -> "is")."""
-        return next((w for w in words(text) if w not in FILLERS), "")
-
-    def _yes_no(self, text: str) -> bool:
-        """Whether the message ends with a yes/no question ("... is it actually filling up?")."""
-        last = (sentences(text) or [""])[-1]
-        return self._lead(last) in YES_NO
-
     def _answers(self, pending: dict[str, Any], found: Extraction) -> bool:
         missing = pending.get("missing", [])
         return any(slot in found.values or slot in found.errors for slot in missing)
@@ -371,7 +349,7 @@ class RunbookBrain:
         check = check or runbook.name == TRIAGE
         extra = widen_budget(spent=runner.spent, max_steps=runbook.max_steps) if with_offers and not question and not recheck else 0
         wider = widening_steps(self.squad, runbook, outcome.findings, state.facts, check=check, ran=ran,
-                               asked=self._yes_no(str(state.facts.get("raw_message", "")))) if extra else []
+                               asked=ends_yes_no(str(state.facts.get("raw_message", "")))) if extra else []
         if wider:
             outcome = yield from runner.run(wider, budget=extra)
             ran = {k.split(":", 1)[0] for k in runner.done}
