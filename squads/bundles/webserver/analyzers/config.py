@@ -50,12 +50,12 @@ def status(output: Output, facts: Facts) -> Analysis:
             switch = {"server": "apache2"} if unit == "nginx" and guessed else {}
             return Analysis(summary=f"{unit} is not installed here", facts={"missing_units": [unit], **switch})
         return failure(output) or Analysis(summary="no status")
-    result = Analysis(summary=f"{unit}: {parsed.active} ({parsed.sub}) since {parsed.since or '?'}")
+    result = Analysis(summary=f"{unit}: {unit_state(parsed)}")
     result.facts["server_active"] = parsed.active
     errors = lp.parse_config_errors("\n".join(parsed.log))
     if parsed.active == "failed":
         result.facts["server_failed"] = True
-        text = f"{unit} is not running: systemd reports {parsed.active} ({parsed.sub}) since {parsed.since}."
+        text = f"{unit} is not running: systemd reports {unit_state(parsed)}."
         if errors:
             e = errors[0]
             where = f" in {e.file}:{e.line}" if e.file and e.line is not None else ""
@@ -85,6 +85,11 @@ APACHE_MODULES = {
 }
 
 
+def unit_state(parsed: sp.UnitStatus) -> str:
+    """The unit's state as systemctl printed it ("failed (Result: exit-code) since ..."), without what it left out."""
+    return parsed.active + (f" ({parsed.sub})" if parsed.sub else "") + (f" since {parsed.since}" if parsed.since else "")
+
+
 def _module_for(message: str) -> str | None:
     found = re.search(r"Invalid command '([\w-]+)'", message)
     return APACHE_MODULES.get(found.group(1).lower()) if found else None
@@ -99,21 +104,25 @@ def _config_findings(result: Analysis, errors: list[lp.ConfigError], how: str, *
                    "or restart would fail: fix that line before you reload." if running else
                    "The server cannot start, and a reload would fail, until that line is fixed.")
     for e in errors[:3]:
-        where = f"{e.file} line {e.line}" if e.file and e.line is not None else (e.file or "the configuration")
-        result.facts["config_errors"] = [f"{e.file}:{e.line}"]
+        # A test can fail with no file or line at all (a bind() or certificate failure): then the text
+        # names none, rather than printing "(:None)".
+        known = bool(e.file) and e.line is not None
+        where = f" in {e.file} line {e.line}" if known else f" in {e.file}" if e.file else ""
+        result.facts["config_errors"] = [f"{e.file}:{e.line}" if known else e.file or e.message]
         module = _module_for(e.message)
         if module:
             directive = re.search(r"Invalid command '([\w-]+)'", e.message)
             result.add(
                 "apache_module_missing", Severity.CAUSE,
-                f"{how}: {e.message} in {where}. {directive.group(1) if directive else 'That directive'} comes from "
+                f"{how}: {e.message}{where}. {directive.group(1) if directive else 'That directive'} comes from "
                 f"mod_{module.split()[0]}, which is not enabled: `a2enmod {module}` enables it.",
                 file=e.file, line=e.line, module=module,
             )
         else:
             result.add(
                 "config_error", Severity.CAUSE,
-                f"{how}: {e.message} in {where} ({e.file}:{e.line}).{explain.context_note(e.message, e.file)} {consequence}",
+                f"{how}: {e.message}{where}{f' ({e.file}:{e.line})' if known else ''}."
+                f"{explain.context_note(e.message, e.file)} {consequence if known else consequence.replace('that line', 'it')}",
                 file=e.file, line=e.line,
             )
 

@@ -141,7 +141,7 @@ def php_fpm_status(output: Output, facts: Facts) -> Analysis:
     parsed = sp.parse_systemctl_status(output.stdout)
     if parsed is None:
         return Analysis(summary=f"{unit}: no status")
-    result = Analysis(summary=f"{unit}: {parsed.active} ({parsed.sub})")
+    result = Analysis(summary=f"{unit}: {parsed.active}" + (f" ({parsed.sub})" if parsed.sub else ""))
     _fpm_errors(result, hp.parse_fpm_log("\n".join(parsed.log)), unit)
     ooms = [ln for ln in parsed.log if "killed by the OOM killer" in ln]
     if ooms:
@@ -150,7 +150,8 @@ def php_fpm_status(output: Output, facts: Facts) -> Analysis:
     if parsed.active == "failed":
         result.facts["php_fpm_failed"] = True
         result.add("php_fpm_failed", Severity.PROBLEM,
-                   f"{unit} is not running: systemd reports failed ({parsed.sub}) since {parsed.since}; every PHP "
+                   f"{unit} is not running: systemd reports failed{f' ({parsed.sub})' if parsed.sub else ''}"
+                   f"{f' since {parsed.since}' if parsed.since else ''}; every PHP "
                    "request nginx passes to it fails with 502.", unit=unit)
     elif parsed.active == "active":
         result.add("php_fpm_running", Severity.INFO, f"{unit} is running" + (f" (main PID {parsed.main_pid})." if parsed.main_pid else "."))

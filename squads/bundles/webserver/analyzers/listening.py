@@ -17,7 +17,7 @@ APP_SERVERS = {"gunicorn", "uwsgi", "uvicorn", "python", "python3", "node", "jav
     "web.sockets",
     facts=("dead_upstreams",),
     codes=("listen_loopback_only", "port_not_listening", "server_not_listening", "upstream_down", "upstream_listening",
-           "upstream_port_mismatch", "upstream_recovered", "upstream_slow"),
+           "upstream_port_mismatch", "upstream_recovered", "upstream_remote", "upstream_slow"),
 )
 def sockets(output: Output, facts: Facts) -> Analysis:
     """``ss -ltnp``: is anything listening where the server proxies to, and on the server's own ports."""
@@ -34,6 +34,16 @@ def sockets(output: Output, facts: Facts) -> Analysis:
         if not port.isdigit() or target in checked:
             continue
         checked.add(target)
+        if not on_this_host(host, socks):
+            # ss lists this host's sockets only: another host's listeners (or their absence) are not in it.
+            result.add(
+                "upstream_remote", Severity.INFO,
+                f"{target}, the upstream, is not this host's loopback nor an address it listens on, so this host's "
+                f"listeners (ss) cannot tell whether anything listens there. Check on {host} itself (`ss -ltnp` "
+                "there) and whether this host can reach it.",
+                upstream=target,
+            )
+            continue
         listeners = sp.listening_on(socks, int(port), host or None)
         if listeners:
             names = ", ".join(f"{p.name} (pid {p.pid})" for s in listeners for p in s.processes) or "a process"
@@ -89,6 +99,18 @@ def sockets(output: Output, facts: Facts) -> Analysis:
 
 WEB_PORTS = (80, 443, 8443)
 LOOPBACK = ("127.", "[::1]", "::1", "localhost")
+LOCAL_NAMES = ("localhost", "::1", "0.0.0.0", "::", "*")  # a connection to a wildcard address stays on this host
+
+
+def on_this_host(host: str, socks: list[sp.Socket]) -> bool:
+    """Whether ``host`` is an address of this machine as far as ``ss`` shows: empty (the port alone),
+    loopback, a wildcard, or an address one of its sockets is bound to. A name or any other address may
+    be another machine, whose listeners this host's ``ss`` cannot see."""
+    bare = host.strip("[]").lower().removeprefix("::ffff:")
+    if not bare or bare.startswith("127.") or bare in LOCAL_NAMES:
+        return True
+    bound = {s.local_address.split("%", 1)[0].strip("[]").lower().removeprefix("::ffff:") for s in socks}
+    return bare in bound
 
 
 def _loopback_only(result: Analysis, socks: list[sp.Socket]) -> None:
