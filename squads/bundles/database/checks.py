@@ -1,5 +1,5 @@
 """PostgreSQL checks beyond sessions: settings, pg_hba rules, database counters, XID age, dead tuples,
-and the server-log lines whose meaning needs those (registered as analyzers in ``analyzers.py``)."""
+and the server-log lines whose meaning needs those (registered as analyzers in ``analyzers/``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A database's and a role's own connection limits (``datconnlimit``, ``rolconnlimit``) against the
 client connections each has now: "too many connections for database X" is X's limit, not
-``max_connections``. Registered as ``pg.connection_limits`` in ``analyzers.py``."""
+``max_connections``. Registered as ``pg.connection_limits`` in ``analyzers/sessions.py``."""
 
 from __future__ import annotations
 

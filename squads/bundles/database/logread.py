@@ -1,7 +1,7 @@
 """More PostgreSQL server-log lines whose meaning is certain (issue 12, the db-* classes of TAXONOMY.md):
 timeouts, archiving and replication, promotion, authentication methods, missing objects, bad
 configuration, storage and corruption. Each rule reads the settings the other checks found, so the
-sentence says which setting did it. Called from ``pg.log`` (``analyzers.py``)."""
+sentence says which setting did it. Called from ``pg.log`` (``analyzers/serverlog.py``)."""
 
 from __future__ import annotations
 

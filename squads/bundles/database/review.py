@@ -1,6 +1,6 @@
 """PostgreSQL checks for WAL that cannot go away (replication slots, archiving), a synchronous standby
 that is gone, one database that outgrew the rest, and sessions holding back vacuum (issue 12,
-TAXONOMY db-16, db-17, db-21, db-41, db-52). Registered as analyzers in ``analyzers.py``."""
+TAXONOMY db-16, db-17, db-21, db-41, db-52). Registered as analyzers in ``analyzers/``."""
 
 from __future__ import annotations
 

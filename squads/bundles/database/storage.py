@@ -1,7 +1,7 @@
 """The kernel's record of a database host's disks and memory (``journalctl -k``; issue 12, TAXONOMY db-45,
 db-46, db-19): which device returned I/O errors (medium errors, EXT4/XFS errors, a read-only remount), and
 whether the OOM killer killed PostgreSQL — so "crashes again, OOM?" is answered from the kernel, with the
-device named. Registered as the analyzer ``pg.kernel`` in ``analyzers.py``."""
+device named. Registered as the analyzer ``pg.kernel`` in ``analyzers/filesystems.py``."""
 
 from __future__ import annotations
 
