@@ -1,6 +1,6 @@
 """Evidence of access and persistence: processes, their programs, cron.d, account creation.
 
-Plain functions (registered as analyzers in ``analyzers.py``). Each reports what
+Plain functions (registered as analyzers in ``analyzers/sweep.py``). Each reports what
 it saw as a finding with the decisive line quoted, and reports "no data" rather
 than "clean" when it had nothing to judge (issue 12, contract 3).
 """

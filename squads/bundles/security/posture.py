@@ -1,7 +1,7 @@
 """Security posture rules beside the main analyzers (issue 12, TAXONOMY sec-18/19, sec-25, sec-29, sec-31/32,
 sec-35..40, sec-46, sec-48): setuid interpreters, services exposed on every interface, sshd's extra ports,
 weak algorithms and user allow-lists, login refusals as the answer to "X can't log in", wtmp's span and
-reboots in ``last``. Called from ``analyzers.py``, which declares the codes and facts."""
+reboots in ``last``. Called from ``analyzers/``, which declares the codes and facts."""
 
 from __future__ import annotations
 

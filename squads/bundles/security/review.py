@@ -1,6 +1,6 @@
 """Security checks beyond sshd's log (issue 12, TAXONOMY sec-08/09, sec-41, sec-57): who is in the
 privileged groups, and what ``lastb`` says about failed logins (one guesser vs distributed spraying).
-Registered as analyzers in ``analyzers.py``."""
+Registered as analyzers in ``analyzers/sweep.py``."""
 
 from __future__ import annotations
 
