@@ -20,8 +20,6 @@ BRUTE_FORCE = 5  # failed attempts from one source
 # The journal or the log had nothing to give: "no data", never "0 failed logins".
 NO_DATA = ("no journal files were found", "-- no entries --", "no such file or directory")
 UNAVAILABLE = ("system has not been booted with systemd", "failed to connect to bus", "permission denied")
-
-
 # Lines of pre-authentication noise: scanners that connect, probe and leave without authenticating.
 PREAUTH = re.compile(
     r"kex_exchange_identification|banner exchange|\[preauth\]|Unable to negotiate with|Did not receive identification"
