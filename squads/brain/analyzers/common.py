@@ -74,7 +74,14 @@ def certificate(output: Output, facts: Facts) -> Analysis:
             path=path, date=date,
         )
     else:
-        result.add("cert_ok", Severity.OK, f"The certificate {path} is valid until {date} ({days} days).")
+        # A renewed file is not what clients see until the server re-reads it: the running process keeps
+        # serving the certificate it loaded at its last start or reload.
+        result.add(
+            "cert_ok", Severity.OK,
+            f"The certificate {path} is valid until {date} ({days} days). A server presents the certificate it "
+            "loaded at its last start or reload: if clients still see an expired or older one, reload the server "
+            "that uses this file so it reads it.",
+        )
     return result
 
 
