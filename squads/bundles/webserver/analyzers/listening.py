@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from squads.brain.analyzers import Output, analyzer
 from squads.brain.analyzers.common import failure
 from squads.brain.models import Analysis, Facts, Severity
@@ -16,7 +18,7 @@ APP_SERVERS = {"gunicorn", "uwsgi", "uvicorn", "python", "python3", "node", "jav
 @analyzer(
     "web.sockets",
     facts=("dead_upstreams",),
-    codes=("listen_loopback_only", "port_not_listening", "server_not_listening", "upstream_down", "upstream_listening",
+    codes=("https_not_listening", "listen_loopback_only", "port_not_listening", "server_not_listening", "upstream_down", "upstream_listening",
            "upstream_port_mismatch", "upstream_recovered", "upstream_remote", "upstream_slow"),
 )
 def sockets(output: Output, facts: Facts) -> Analysis:
@@ -27,6 +29,7 @@ def sockets(output: Output, facts: Facts) -> Analysis:
     ports = sorted({s.port for s in socks if s.port is not None})
     result = Analysis(summary="listening on " + ", ".join(str(p) for p in ports))
     _loopback_only(result, socks)
+    _https_port(result, socks, ports, facts)
     stopped = refused.stopped_by(facts)
     checked: set[str] = set()
     for target in [*facts.get("upstreams", []), *facts.get("config_upstreams", [])]:
@@ -128,3 +131,23 @@ def _loopback_only(result: Analysis, socks: list[sp.Socket]) -> None:
                 port=port, server=name,
             )
 
+
+
+HTTPS_WORDS = re.compile(r"\b(?:https|ssl|tls|443)\b")
+
+
+def _https_port(result: Analysis, socks: list[sp.Socket], ports: list[int], facts: Facts) -> None:
+    """An HTTPS complaint on a host where nothing listens on 443: HTTPS cannot work whatever the certificate."""
+    if not HTTPS_WORDS.search(str(facts.get("message", ""))) or 443 in ports:
+        return
+    web = sorted({s_.port for s_ in socks if s_.port and any(p.name in ("nginx", "apache2", "httpd") for p in s_.processes)})
+    only = f"the web server listens only on {', '.join(map(str, web))}" if web else "no web server socket is on 443"
+    certs = facts.get("certificates")
+    loaded = " and the loaded configuration names no ssl_certificate" if certs == [] else ""
+    result.add(
+        "https_not_listening", Severity.CAUSE,
+        f"Nothing is listening on port 443: {only}{loaded}. HTTPS connections hang or are refused before any "
+        "certificate is sent, so this is not the certificate. The HTTPS server block (listen 443 ssl) is not "
+        "enabled: its site file is not linked into sites-enabled (or not included), or it lacks listen 443 ssl. "
+        "Enable it, run the config test, then reload the server; check the firewall only if 443 then listens.",
+    )
