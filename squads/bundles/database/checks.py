@@ -17,13 +17,15 @@ XID_WARN = 1_000_000_000  # autovacuum_freeze_max_age is 200M; past a billion, w
 XID_STOP = 2_000_000_000
 
 
-def _rows(output: Output) -> list[dict[str, str]] | None:
+def psql_rows(output: Output) -> list[dict[str, str]] | None:
+    """The rows of a psql query's unaligned output, or None when it failed or printed nothing."""
     if output.exit_code != 0 or not output.stdout.strip():
         return None
     return pg.parse_unaligned(output.stdout)
 
 
-def _no_data(what: str, output: Output) -> Analysis:
+def no_data(what: str, output: Output) -> Analysis:
+    """A ``no_data`` finding quoting the first line the command printed (issue 12 contract 3)."""
     first = next((ln.strip() for ln in output.text.splitlines() if ln.strip()), f"exit code {output.exit_code}")
     result = Analysis(summary=f"{what}: no data")
     result.add("no_data", Severity.INFO, f"{what} could not be checked: \"{first[:200]}\".", check=what)
@@ -32,9 +34,9 @@ def _no_data(what: str, output: Output) -> Analysis:
 
 def settings(output: Output, facts: Facts) -> Analysis:
     """``pg_settings`` (non-default): keep them as facts for the other checks."""
-    rows = _rows(output)
+    rows = psql_rows(output)
     if rows is None:
-        return _no_data("settings", output)
+        return no_data("settings", output)
     values = {r.get("name", ""): r.get("setting", "") for r in rows if r.get("name")}
     units = {r.get("name", ""): r.get("unit", "") for r in rows}
     shown = ", ".join(f"{k}={v}{units.get(k, '')}" for k, v in sorted(values.items())[:12])
@@ -46,9 +48,9 @@ def settings(output: Output, facts: Facts) -> Analysis:
 
 def hba_rules(output: Output, facts: Facts) -> Analysis:
     """``pg_hba_file_rules``: errors in the file, and the rule a rejected client lacks (with the line to add)."""
-    rows = _rows(output)
+    rows = psql_rows(output)
     if rows is None:
-        return _no_data("pg_hba rules", output)
+        return no_data("pg_hba rules", output)
     result = Analysis(summary=f"{len(rows)} pg_hba rules")
     for r in rows:
         if r.get("error"):
@@ -104,9 +106,9 @@ def _explain_reject(result: Analysis, rows: list[dict[str, str]], reject: dict[s
 
 def counters(output: Output, facts: Facts) -> Analysis:
     """``pg_stat_database``: deadlocks, temp-file spills, rollbacks per database."""
-    rows = _rows(output)
+    rows = psql_rows(output)
     if rows is None:
-        return _no_data("database counters", output)
+        return no_data("database counters", output)
     result = Analysis(summary="; ".join(f"{r.get('datname')}: {r.get('temp_files')} temp files ({r.get('temp_size')}), "
                                         f"{r.get('deadlocks')} deadlocks" for r in rows[:4]))
     work_mem = (facts.get("pg_settings") or {}).get("work_mem", "")
@@ -141,9 +143,9 @@ def counters(output: Output, facts: Facts) -> Analysis:
 
 def xid_age(output: Output, facts: Facts) -> Analysis:
     """``age(datfrozenxid)``: how close each database is to transaction ID wraparound."""
-    rows = _rows(output)
+    rows = psql_rows(output)
     if rows is None:
-        return _no_data("XID age", output)
+        return no_data("XID age", output)
     result = Analysis(summary=", ".join(f"{r.get('datname')} {r.get('xid_age')}" for r in rows[:5]))
     for r in rows:
         age = int(r.get("xid_age") or 0)
@@ -163,9 +165,9 @@ def xid_age(output: Output, facts: Facts) -> Analysis:
 
 def dead_tuples(output: Output, facts: Facts) -> Analysis:
     """``pg_stat_user_tables``: tables where dead rows pile up (vacuum falls behind)."""
-    rows = _rows(output)
+    rows = psql_rows(output)
     if rows is None:
-        return _no_data("dead tuples", output)
+        return no_data("dead tuples", output)
     result = Analysis(summary=", ".join(f"{r.get('relname')} {r.get('n_dead_tup')} dead" for r in rows[:5]))
     for r in rows:
         live, dead = int(r.get("n_live_tup") or 0), int(r.get("n_dead_tup") or 0)

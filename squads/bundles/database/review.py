@@ -11,29 +11,17 @@ from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import system as sp
 
 from . import postgres as pg
+from .checks import no_data, psql_rows
 
 SLOT_WAL = 1024**3  # an inactive slot retaining a gigabyte of WAL is filling the disk
 XMIN_HOLD = timedelta(hours=1)
 
 
-def _rows(output: Output) -> list[dict[str, str]] | None:
-    if output.exit_code != 0 or not output.stdout.strip():
-        return None
-    return pg.parse_unaligned(output.stdout)
-
-
-def _no_data(what: str, output: Output) -> Analysis:
-    first = next((ln.strip() for ln in output.text.splitlines() if ln.strip()), f"exit code {output.exit_code}")
-    result = Analysis(summary=f"{what}: no data")
-    result.add("no_data", Severity.INFO, f"{what} could not be checked: \"{first[:200]}\".", check=what)
-    return result
-
-
 def slots(output: Output, facts: Facts) -> Analysis:
     """``pg_replication_slots``: an inactive slot keeps every WAL segment its consumer has not read."""
-    rows = _rows(output)
+    rows = psql_rows(output)
     if rows is None:
-        return _no_data("replication slots", output)
+        return no_data("replication slots", output)
     result = Analysis(summary=", ".join(f"{r.get('slot_name')} ({'active' if r.get('active') == 't' else 'inactive'}, "
                                         f"{r.get('retained_wal') or '?'})" for r in rows[:5]) or "no replication slots")
     for r in rows:
@@ -56,9 +44,9 @@ def slots(output: Output, facts: Facts) -> Analysis:
 
 def archiver(output: Output, facts: Facts) -> Analysis:
     """``pg_stat_archiver``: whether archive_command fails now (the last failure is newer than the last success)."""
-    rows = _rows(output)
+    rows = psql_rows(output)
     if rows is None:
-        return _no_data("WAL archiver", output)
+        return no_data("WAL archiver", output)
     r = rows[0] if rows else {}
     failed, archived = int(r.get("failed_count") or 0), int(r.get("archived_count") or 0)
     last_failed, last_ok = r.get("last_failed_time", ""), r.get("last_archived_time", "")
