@@ -261,7 +261,9 @@ def test_secrets_in_command_output_never_reach_storage(db: Database) -> None:
     events = list(conversation.handle(f"Pod {POD} in namespace shop keeps crashing"))
     events += list(conversation.handle(f"run kubectl logs {POD} -n shop"))
     outputs = [e for e in events if e.kind is EventKind.TOOL_OUTPUT]
-    assert len(outputs) == 3 and len(executors["k8s-lab"].calls) == 3
+    # The diagnosis may widen to the squad's sweep (other commands, unanswered here): what matters is
+    # that the three commands the fixtures answer (describe, the runbook's logs, the user's logs) ran.
+    assert len(outputs) == len(executors["k8s-lab"].calls) >= 3
     assert any("[REDACTED:private_key]" in e.data["stdout"] for e in outputs)
     assert any("[REDACTED:aws_access_key]" in e.data["stdout"] for e in outputs)
     assert any("[REDACTED:url_password]" in e.data["stderr"] for e in outputs)
@@ -271,15 +273,20 @@ def test_secrets_in_command_output_never_reach_storage(db: Database) -> None:
         raw_state = session.get(ConversationRecord, conversation.id).state
     records = audit_records(db)
     finished = [r for r in records if r.kind == RecordKind.EXECUTION_FINISHED]
-    assert len(finished) == 3
+    assert len(finished) == len(outputs)
     for secret in SECRETS:
         for text in [*raw_events, raw_state, *(json.dumps(e.data) for e in events)]:
             assert secret not in text, f"{secret!r} stored in {text[:200]!r}"
         for record in records:
             assert secret not in (record.stdout or "") + (record.stderr or ""), f"{secret!r} in audit record {record.seq}"
-    raw = {f.run.split()[1]: f for f in SECRET_FIXTURES}
-    for record in finished:
-        fixture = raw[json.loads(record.argv)[1]]
+    def fixture_of(record: AuditRecord) -> Fixture | None:
+        # A fixture answers its command and longer ones it prefixes (`... --tail 200`), as FORMAT.md says.
+        argv = json.loads(record.argv)[1:]
+        return next((f for f in SECRET_FIXTURES if argv[:len(f.run.split()) - 1] == f.run.split()[1:]), None)
+
+    answered = [(r, f) for r in finished if (f := fixture_of(r)) is not None]
+    assert len(answered) == 3, [r.argv for r in finished]
+    for record, fixture in answered:
         assert record.output_sha256 == output_digest(fixture.stdout.encode(), fixture.stderr.encode()), (
             "output_sha256 must prove the raw bytes the node sent, before redaction"
         )
