@@ -75,6 +75,35 @@ def parse_systemctl_status(text: str) -> UnitStatus | None:
     return UnitStatus(header["unit"], description, loaded["state"] if loaded else "", enabled, state, sub, since, main_pid, log)
 
 
+# --- ps -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Proc:
+    """One ``ps -eo pid,ppid,user,etime,args`` row."""
+
+    pid: int
+    ppid: int
+    user: str
+    elapsed: str
+    args: str
+
+    @property
+    def program(self) -> str:
+        """The first word of the command line."""
+        return self.args.split()[0] if self.args.split() else ""
+
+
+def parse_ps(text: str) -> list[Proc]:
+    """Rows of ``ps -eo pid,ppid,user,etime,args``; the header and malformed lines are skipped, args keep their spaces."""
+    procs: list[Proc] = []
+    for line in text.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) < 5 or not parts[0].isdigit() or not parts[1].isdigit():
+            continue
+        procs.append(Proc(pid=int(parts[0]), ppid=int(parts[1]), user=parts[2], elapsed=parts[3], args=parts[4].strip()))
+    return procs
+
+
 # --- ss -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

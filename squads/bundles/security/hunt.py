@@ -15,6 +15,7 @@ from squads.brain.analyzers import Output
 from squads.brain.analyzers.common import failure
 from squads.brain.models import Analysis, Facts, Severity
 from squads.brain.parsers import logs as lp
+from squads.brain.parsers.system import Proc, parse_ps
 
 # Programs that run from here were not installed by a package: a dropper's favourite places.
 WRITABLE_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/user/", "/var/run/user/")
@@ -31,30 +32,6 @@ DOWNLOAD_EXEC = re.compile(
 )
 SERVICE_ACCOUNTS = {"www-data", "nginx", "apache", "httpd", "nobody", "daemon", "postgres", "mysql", "redis",
                     "nginx-www", "git", "gitlab-runner", "jenkins", "tomcat", "node", "backup", "mail", "ftp"}
-
-
-@dataclass(frozen=True)
-class Proc:
-    pid: int
-    ppid: int
-    user: str
-    elapsed: str
-    args: str
-
-    @property
-    def program(self) -> str:
-        return self.args.split()[0] if self.args.split() else ""
-
-
-def parse_ps(text: str) -> list[Proc]:
-    """``ps -eo pid,ppid,user,etime,args`` rows (the header decides nothing else; args keep their spaces)."""
-    procs = []
-    for line in text.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) < 5 or not parts[0].isdigit() or not parts[1].isdigit():
-            continue
-        procs.append(Proc(int(parts[0]), int(parts[1]), parts[2], parts[3], parts[4].strip()))
-    return procs
 
 
 def _chain(proc: Proc, by_pid: dict[int, Proc]) -> list[Proc]:

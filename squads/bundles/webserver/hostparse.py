@@ -1,4 +1,4 @@
-"""Parsers for the host-level outputs the webserver squad reads: ps, free, namei, the kernel's OOM
+"""Parsers for the host-level outputs the webserver squad reads: free, namei, the kernel's OOM
 lines, PHP-FPM's log and access logs. Each reads the program's real format by its header or by the
 line's shape, never by fixed character positions."""
 
@@ -6,28 +6,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Proc:
-    """One ``ps -eo pid,ppid,user,etime,args`` row."""
-
-    pid: int
-    ppid: int
-    user: str
-    etime: str
-    args: str
-
-
-def parse_ps(text: str) -> list[Proc]:
-    """Rows of ``ps -eo pid,ppid,user,etime,args`` (the last column may contain spaces)."""
-    procs: list[Proc] = []
-    for line in text.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) < 5 or not parts[0].isdigit() or not parts[1].isdigit():
-            continue
-        procs.append(Proc(pid=int(parts[0]), ppid=int(parts[1]), user=parts[2], etime=parts[3], args=parts[4].strip()))
-    return procs
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def processes(output: Output, facts: Facts) -> Analysis:
     """``ps -eo pid,ppid,user,etime,args``: which web server and PHP-FPM processes run, and as whom."""
     if failed := failure(output):
         return failed
-    procs = hp.parse_ps(output.stdout)
+    procs = sp.parse_ps(output.stdout)
     if not procs:
         return no_data(output, "the process list") or Analysis(summary="no processes in the output")
     result = Analysis(summary=f"{len(procs)} processes")
